@@ -1,0 +1,91 @@
+"""Differentiable bounds on the weighted true- and false-positive counts.
+
+With threshold 0 and ``s`` the surrogate divided by its value at the threshold
+(``log 2`` for xent, 1 for hinge), ``s(x) >= 1[x <= 0]`` on positives and
+``s(x) >= 1[x >= 0]`` on negatives, hence
+
+.. math::
+
+   TP_{lb} = \\sum_i w_i\\,(y_i - y_i\\,s(-x_i)) \\le \\sum_i w_i y_i 1[x_i > 0],
+   \\qquad
+   FP_{ub} = \\sum_i w_i (1 - y_i)\\,s(x_i) \\ge \\sum_i w_i (1 - y_i) 1[x_i \\ge 0].
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._surrogates import _align_labels, indicator_scale, surrogate_parts
+from ._validation import TensorLike, as_tensor, check_floating
+
+
+def bounds_from_parts(
+    labels: torch.Tensor,
+    weights: torch.Tensor,
+    positive_part: torch.Tensor,
+    negative_part: torch.Tensor,
+    scale: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both bounds from already-computed surrogate parts, summed over the batch axis 0.
+
+    Args:
+      labels, weights: broadcastable to the parts' shape ``[B, ...]``.
+      positive_part, negative_part: from :func:`~goloss.surrogate_parts`.
+      scale: :func:`~goloss.indicator_scale` of the surrogate.
+
+    Returns:
+      ``(true_positives_lower_bound, false_positives_upper_bound)``, each ``[...]``.
+    """
+    true_positives = (weights * (labels - positive_part / scale)).sum(0)
+    false_positives = (weights * negative_part).sum(0) / scale
+    return true_positives, false_positives
+
+
+def _bounds(
+    logits: torch.Tensor, labels: torch.Tensor, weights: TensorLike, surrogate_type: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    check_floating("logits", logits)
+    weights = as_tensor(weights, logits)
+    if logits.dim() == 3 and weights.dim() == 2 and labels.dim() == 2:
+        weights = weights.unsqueeze(-1)  # [B, L] weights for [B, L, K] logits.
+    labels = _align_labels(labels, logits)
+    parts = surrogate_parts(logits, labels, surrogate_type)
+    return bounds_from_parts(labels, weights, *parts, indicator_scale(surrogate_type))
+
+
+def true_positives_lower_bound(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    weights: TensorLike = 1.0,
+    surrogate_type: str = "xent",
+) -> torch.Tensor:
+    """Lower bound on the weighted number of true positives at threshold 0.
+
+    Args:
+      logits: ``[B, L]`` or ``[B, L, K]`` (each slice ``[:, :, k]`` bounded separately).
+      labels: ``[B, L]``, values in {0, 1}.
+      weights: number, ``[B, 1]``, ``[B, L]`` or ``[B, L, 1]``.
+      surrogate_type: ``"xent"`` or ``"hinge"``.
+
+    Returns:
+      ``[L]`` or ``[L, K]``.
+    """
+    return _bounds(logits, labels, weights, surrogate_type)[0]
+
+
+def false_positives_upper_bound(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    weights: TensorLike = 1.0,
+    surrogate_type: str = "xent",
+) -> torch.Tensor:
+    """Upper bound on the weighted number of false positives at threshold 0.
+
+    Args and shapes as in :func:`true_positives_lower_bound`.
+
+    Returns:
+      ``[L]`` or ``[L, K]``.
+    """
+    return _bounds(logits, labels, weights, surrogate_type)[1]

@@ -1,0 +1,408 @@
+"""The six global-objective losses as pure functions ``f(params, lambdas, logits, labels) -> (loss, aux)``.
+
+Notation, per label: ``x`` logits, ``y`` labels in {0, 1}, ``w`` example
+weights, ``lam`` the Lagrange multiplier, ``t`` the target, ``p`` the label
+prior, ``L+`` / ``L-`` the surrogate on positives / negatives and ``s`` its
+value at the threshold (``log 2`` for xent, 1 for hinge). Each loss is the
+per-example Lagrangian of Eban et al. (2017); its constraint term is added to
+every row, so with ``reduction="sum"`` it scales with the batch size, and with
+``"mean"`` it does not.
+
+Reference: Eban et al., *Scalable Learning of Non-Decomposable Objectives*,
+AISTATS 2017 (arXiv:1608.04802); TensorFlow ``global_objectives``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
+
+import torch
+
+from ._anchors import range_to_anchors_and_delta
+from ._bounds import bounds_from_parts
+from ._priors import batch_label_priors
+from ._surrogates import indicator_scale, loss_if_positive, surrogate_parts
+from ._validation import (
+    REDUCTIONS,
+    SURROGATE_TYPES,
+    TensorLike,
+    as_batch_by_label,
+    as_tensor,
+    broadcast_to,
+    check_choice,
+    check_unit_interval,
+    reduce,
+)
+
+Params = Optional[Mapping[str, torch.Tensor]]
+Aux = dict
+
+
+class _Batch:
+    """Validated inputs of one call, brought to ``[B, L]``, with the surrogate parts."""
+
+    def __init__(self, logits, labels, weights, surrogate_type, reduction):
+        check_choice("surrogate_type", surrogate_type, SURROGATE_TYPES)
+        check_choice("reduction", reduction, REDUCTIONS)
+        self.shape = logits.shape
+        self.reduction = reduction
+        self.x, self.y, self.w = as_batch_by_label(logits, labels, weights)
+        self.num_labels = self.x.shape[1]
+        self.surrogate_type = surrogate_type
+        self.scale = indicator_scale(surrogate_type)
+
+    def per_label(
+        self, name: str, value: TensorLike, extra: tuple[int, ...] = (), unit_interval: bool = False
+    ) -> torch.Tensor:
+        """``value`` broadcast to ``[L, *extra]``, checked and named in errors."""
+        if unit_interval:
+            check_unit_interval(name, value)
+        shape = (self.num_labels, *extra)
+        expected = "[] or [L]" if not extra else "[A], [1, A] or [L, A]"
+        return broadcast_to(name, as_tensor(value, self.x), shape, f"{expected} with L, A = {shape}")
+
+    def priors(self, label_priors: Optional[TensorLike]) -> torch.Tensor:
+        """Given priors as ``[L]``, or the one-batch streaming estimate."""
+        if label_priors is None:
+            return batch_label_priors(self.y, self.w)
+        return self.per_label("label_priors", label_priors, unit_interval=True)
+
+    def finish(self, loss: torch.Tensor, aux: dict) -> tuple[torch.Tensor, Aux]:
+        """Loss back to the input's shape and reduced; aux without the L axis for ``[B]`` input."""
+        loss = reduce(loss.reshape(self.shape), self.reduction)
+        if len(self.shape) == 1:
+            aux = {key: value.squeeze(0) for key, value in aux.items()}
+        return loss, aux
+
+
+def _check_no_params(params: Params, name: str) -> None:
+    if params:
+        raise ValueError(f"{name} has no primal parameters: params must be None or {{}}, got keys {list(params)}")
+
+
+def _rate_loss(
+    name: str,
+    params: Params,
+    lambdas: TensorLike,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    target: TensorLike,
+    target_name: str,
+    weights: Optional[TensorLike],
+    label_priors: Optional[TensorLike],
+    surrogate_type: str,
+    reduction: str,
+    lagrangian: Callable[..., torch.Tensor],
+) -> tuple[torch.Tensor, Aux]:
+    """Shared body of the four rate losses; ``lagrangian(pos, neg, lam, t, p, scale)`` differs."""
+    _check_no_params(params, name)
+    batch = _Batch(logits, labels, weights, surrogate_type, reduction)
+    lam = batch.per_label("lambdas", lambdas)
+    t = batch.per_label(target_name, target, unit_interval=True)
+    p = batch.priors(label_priors)
+    positive, negative = surrogate_parts(batch.x, batch.y, surrogate_type)
+    loss = lagrangian(batch.w * positive, batch.w * negative, lam, t, p, batch.scale)
+    tp_lower, fp_upper = bounds_from_parts(batch.y, batch.w, positive, negative, batch.scale)
+    aux = {
+        "lambdas": lam,
+        "label_priors": p,
+        "true_positives_lower_bound": tp_lower,
+        "false_positives_upper_bound": fp_upper,
+    }
+    return batch.finish(loss, aux)
+
+
+def recall_at_precision_loss(
+    params: Params,
+    lambdas: TensorLike,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    target_precision: TensorLike,
+    weights: Optional[TensorLike] = None,
+    label_priors: Optional[TensorLike] = None,
+    surrogate_type: str = "xent",
+    reduction: str = "none",
+) -> tuple[torch.Tensor, Aux]:
+    """Maximise recall subject to precision >= ``target_precision``.
+
+    .. math::
+
+       \\ell = w\\,[(1 + \\lambda(1 - t))L^+ + \\lambda t L^-] - \\lambda (1 - t)\\,p\\,s
+
+    Args:
+      params: None or ``{}`` (no primal variables).
+      lambdas: multipliers, ``[]`` or ``[L]`` (``[]`` per label under vmap).
+      logits: ``[B]`` or ``[B, L]``.
+      labels: shape of ``logits``, values in {0, 1}.
+      target_precision: number, ``[]`` or ``[L]``, in [0, 1].
+      weights: None, number, ``[B]``, ``[B, 1]`` or ``[B, L]``.
+      label_priors: ``[L]`` (or a number), or None for the batch estimate
+        ``(1 + sum w*y) / (2 + sum w)``.
+      surrogate_type: ``"xent"`` or ``"hinge"``.
+      reduction: ``"none"`` (shape of ``logits``), ``"mean"`` or ``"sum"``.
+
+    Returns:
+      ``(loss, aux)``; aux has ``lambdas``, ``label_priors``,
+      ``true_positives_lower_bound`` and ``false_positives_upper_bound``, each
+      ``[L]`` (``[]`` for ``[B]`` input).
+
+    Example:
+      >>> import torch, goloss
+      >>> logits, labels = torch.tensor([2.0, -1.0, 0.5]), torch.tensor([1.0, 0.0, 0.0])
+      >>> loss, aux = goloss.recall_at_precision_loss(None, torch.tensor(1.0), logits, labels,
+      ...                                             target_precision=0.8, reduction="mean")
+      >>> loss.shape, aux["label_priors"]
+      (torch.Size([]), tensor(0.4000))
+    """
+    return _rate_loss(
+        "recall_at_precision_loss", params, lambdas, logits, labels, target_precision,
+        "target_precision", weights, label_priors, surrogate_type, reduction,
+        lambda pos, neg, lam, t, p, s: (1.0 + lam * (1.0 - t)) * pos + lam * t * neg - lam * (1.0 - t) * p * s,
+    )
+
+
+def precision_at_recall_loss(
+    params: Params,
+    lambdas: TensorLike,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    target_recall: TensorLike,
+    weights: Optional[TensorLike] = None,
+    label_priors: Optional[TensorLike] = None,
+    surrogate_type: str = "xent",
+    reduction: str = "none",
+) -> tuple[torch.Tensor, Aux]:
+    """Maximise precision subject to recall >= ``target_recall``.
+
+    .. math::
+
+       \\ell = w\\,[\\lambda L^+ + L^-] + \\lambda\\,p\\,(t - 1)\\,s
+
+    Args and returns as in :func:`recall_at_precision_loss`, with
+    ``target_recall`` (number, ``[]`` or ``[L]``) as the target.
+    """
+    return _rate_loss(
+        "precision_at_recall_loss", params, lambdas, logits, labels, target_recall,
+        "target_recall", weights, label_priors, surrogate_type, reduction,
+        lambda pos, neg, lam, t, p, s: lam * pos + neg + lam * p * (t - 1.0) * s,
+    )
+
+
+def false_positive_rate_at_true_positive_rate_loss(
+    params: Params,
+    lambdas: TensorLike,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    target_rate: TensorLike,
+    weights: Optional[TensorLike] = None,
+    label_priors: Optional[TensorLike] = None,
+    surrogate_type: str = "xent",
+    reduction: str = "none",
+) -> tuple[torch.Tensor, Aux]:
+    """Minimise the false positive rate subject to TPR (recall) >= ``target_rate``.
+
+    Equal to :func:`precision_at_recall_loss` with ``target_recall=target_rate``
+    (at fixed recall, fewer false positives is higher precision). Args and
+    returns as in :func:`recall_at_precision_loss`.
+    """
+    return _rate_loss(
+        "false_positive_rate_at_true_positive_rate_loss", params, lambdas, logits, labels,
+        target_rate, "target_rate", weights, label_priors, surrogate_type, reduction,
+        lambda pos, neg, lam, t, p, s: lam * pos + neg + lam * p * (t - 1.0) * s,
+    )
+
+
+def true_positive_rate_at_false_positive_rate_loss(
+    params: Params,
+    lambdas: TensorLike,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    target_rate: TensorLike,
+    weights: Optional[TensorLike] = None,
+    label_priors: Optional[TensorLike] = None,
+    surrogate_type: str = "xent",
+    reduction: str = "none",
+) -> tuple[torch.Tensor, Aux]:
+    """Maximise the true positive rate subject to FPR <= ``target_rate``.
+
+    .. math::
+
+       \\ell = w\\,[L^+ + \\lambda L^-] - \\lambda\\,t\\,(1 - p)\\,s
+
+    Args and returns as in :func:`recall_at_precision_loss`, with
+    ``target_rate`` (number, ``[]`` or ``[L]``) as the target.
+    """
+    return _rate_loss(
+        "true_positive_rate_at_false_positive_rate_loss", params, lambdas, logits, labels,
+        target_rate, "target_rate", weights, label_priors, surrogate_type, reduction,
+        lambda pos, neg, lam, t, p, s: pos + lam * neg - lam * t * (1.0 - p) * s,
+    )
+
+
+def precision_recall_auc_loss(
+    params: Params,
+    lambdas: TensorLike,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    precision_range: Sequence[float] = (0.0, 1.0),
+    num_anchors: int = 20,
+    weights: Optional[TensorLike] = None,
+    label_priors: Optional[TensorLike] = None,
+    surrogate_type: str = "xent",
+    reduction: str = "none",
+) -> tuple[torch.Tensor, Aux]:
+    """Maximise the area under the precision-recall curve over ``precision_range``.
+
+    A Riemann sum of recall-at-precision losses at ``A = num_anchors`` anchors
+    ``a_k`` (see :func:`range_to_anchors_and_delta`), each with its own bias
+    ``b_k`` and multiplier ``lam_k``, normalised so that a perfect scorer has
+    AUC 1:
+
+    .. math::
+
+       \\ell = \\frac{\\delta}{hi - lo - \\delta} \\sum_k
+       w[(1 + \\lambda_k(1 - a_k))L^+(x + b_k) + \\lambda_k a_k L^-(x + b_k)]
+       - \\lambda_k (1 - a_k)\\,p\\,s
+
+    Args:
+      params: ``{"biases": [L, A]}`` (``[A]`` broadcasts), or None for zero biases.
+      lambdas: multipliers ``[L, A]`` (``[A]`` broadcasts).
+      logits: ``[B]`` or ``[B, L]``.
+      labels: shape of ``logits``, values in {0, 1}.
+      precision_range: ``(lo, hi)`` with ``0 <= lo < hi <= 1``.
+      num_anchors: ``A``, a positive integer.
+      weights, label_priors, surrogate_type, reduction: as in
+        :func:`recall_at_precision_loss`.
+
+    Returns:
+      ``(loss, aux)``; aux has ``lambdas`` and ``biases`` ``[L, A]``,
+      ``label_priors`` ``[L]``, and the bounds ``[L]`` computed from ``logits``
+      without the biases, as in the original (the L axis is dropped for ``[B]``
+      input).
+    """
+    anchors, delta = range_to_anchors_and_delta(precision_range, num_anchors)
+    lo, hi = float(precision_range[0]), float(precision_range[1])
+    batch = _Batch(logits, labels, weights, surrogate_type, reduction)
+    biases = (params or {}).get("biases")
+    biases = batch.per_label("biases", 0.0 if biases is None else biases, (num_anchors,))
+    lam = batch.per_label("lambdas", lambdas, (num_anchors,))
+    p = batch.priors(label_priors)
+    a = torch.tensor(anchors, dtype=batch.x.dtype, device=batch.x.device)
+
+    shifted = batch.x.unsqueeze(-1) + biases  # [B, L, A]
+    positive, negative = surrogate_parts(shifted, batch.y.unsqueeze(-1), surrogate_type)
+    weighted = batch.w.unsqueeze(-1) * (
+        (1.0 + lam * (1.0 - a)) * positive + lam * a * negative
+    )
+    lambda_term = (lam * (1.0 - a)).sum(-1) * p * batch.scale  # [L]
+    loss = (weighted.sum(-1) - lambda_term) * (delta / (hi - lo - delta))
+
+    tp_lower, fp_upper = bounds_from_parts(
+        batch.y, batch.w, *surrogate_parts(batch.x, batch.y, surrogate_type), batch.scale
+    )
+    aux = {
+        "lambdas": lam,
+        "biases": biases,
+        "label_priors": p,
+        "true_positives_lower_bound": tp_lower,
+        "false_positives_upper_bound": fp_upper,
+    }
+    return batch.finish(loss, aux)
+
+
+def roc_auc_loss(
+    params: Params,
+    lambdas: Any,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    weights: Optional[TensorLike] = None,
+    surrogate_type: str = "xent",
+    reduction: str = "none",
+) -> tuple[torch.Tensor, Aux]:
+    """Surrogate of 1 - ROC AUC: the pairwise ranking loss over positive/negative pairs.
+
+    .. math::
+
+       \\ell_j = \\frac{1}{2B} \\sum_i |y_j - y_i|\\,w_i w_j\\,
+       L^+\\big((y_j - y_i)(x_j - x_i)\\big)
+
+    Each pair's loss is split half-and-half between its two examples and
+    normalised by the batch size ``B`` (not the number of pairs), as in the
+    original; a batch with one class gives 0.
+
+    Args:
+      params, lambdas: unused (None); accepted for a uniform signature.
+      logits: ``[B]`` or ``[B, L]``.
+      labels: shape of ``logits``, values in {0, 1}.
+      weights: None, number, ``[B]``, ``[B, 1]`` or ``[B, L]``.
+      surrogate_type: ``"xent"`` or ``"hinge"``.
+      reduction: ``"none"`` (shape of ``logits``), ``"mean"`` or ``"sum"``.
+
+    Returns:
+      ``(loss, {})``.
+    """
+    _check_no_params(params, "roc_auc_loss")
+    batch = _Batch(logits, labels, weights, surrogate_type, reduction)
+    x, y, w = batch.x, batch.y, batch.w
+    label_difference = y.unsqueeze(0) - y.unsqueeze(1)  # [i, j, L] = y_j - y_i
+    signed_difference = label_difference * (x.unsqueeze(0) - x.unsqueeze(1))
+    pair_loss = label_difference.abs() * (w.unsqueeze(0) * w.unsqueeze(1)) * loss_if_positive(
+        signed_difference, surrogate_type
+    )
+    return batch.finish(0.5 * pair_loss.mean(0), {})
+
+
+LOSSES = {
+    fn.__name__: fn
+    for fn in (
+        precision_recall_auc_loss,
+        roc_auc_loss,
+        recall_at_precision_loss,
+        precision_at_recall_loss,
+        false_positive_rate_at_true_positive_rate_loss,
+        true_positive_rate_at_false_positive_rate_loss,
+    )
+}
+
+
+def init_loss_state(
+    loss: Union[str, Callable[..., Any]],
+    num_labels: int = 1,
+    *,
+    num_anchors: int = 20,
+    lambdas_init: float = 1.0,
+    dtype: Optional[torch.dtype] = None,
+    device: Optional[Union[str, torch.device]] = None,
+) -> tuple[dict, Optional[torch.Tensor]]:
+    """Initial ``(params, lambdas)`` for one of the losses.
+
+    Args:
+      loss: a loss function of this module, or its name.
+      num_labels: ``L``.
+      num_anchors: ``A`` (PR-AUC only).
+      lambdas_init: initial multiplier value (1.0 in the original).
+      dtype, device: of the returned tensors.
+
+    Returns:
+      PR-AUC: ``({"biases": zeros [L, A]}, full [L, A])``; ROC-AUC: ``({}, None)``;
+      the rate losses: ``({}, full [L])``.
+    """
+    name = loss if isinstance(loss, str) else getattr(loss, "__name__", repr(loss))
+    if name not in LOSSES:
+        raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {name!r}")
+    if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1:
+        raise ValueError(f"num_labels must be a positive integer, got {num_labels!r}")
+    options = {"dtype": dtype, "device": device}
+    if name == "roc_auc_loss":
+        return {}, None
+    if name == "precision_recall_auc_loss":
+        range_to_anchors_and_delta((0.0, 1.0), num_anchors)  # validates num_anchors
+        shape = (num_labels, num_anchors)
+        return {"biases": torch.zeros(shape, **options)}, torch.full(shape, float(lambdas_init), **options)
+    return {}, torch.full((num_labels,), float(lambdas_init), **options)

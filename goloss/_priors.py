@@ -1,0 +1,85 @@
+"""Label priors: the fraction of (weighted) positives per label, as pure state.
+
+The original keeps two accumulators per label, initialised to pseudo-counts
+``P`` and ``P + N``, adds each batch *before* using them, and reads
+
+.. math::
+
+   \\pi_l = \\frac{P + \\sum_{t, i} w_{til} y_{til}}{P + N + \\sum_{t, i} w_{til}}.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import torch
+
+from ._validation import TensorLike, as_batch_by_label
+
+
+class LabelPriorCounts(NamedTuple):
+    """Accumulators of the streaming label-prior estimate (a pytree).
+
+    Attributes:
+      weighted_label_counts: ``[L]``, ``P + sum w*y`` so far.
+      weight_sum: ``[L]``, ``P + N + sum w`` so far.
+    """
+
+    weighted_label_counts: torch.Tensor
+    weight_sum: torch.Tensor
+
+
+def init_label_prior_counts(
+    num_labels: int = 1,
+    *,
+    positive_pseudocount: float = 1.0,
+    negative_pseudocount: float = 1.0,
+    dtype: Optional[torch.dtype] = None,
+    device: Optional[torch.device] = None,
+) -> LabelPriorCounts:
+    """Fresh accumulators: ``[L]`` tensors filled with ``P`` and ``P + N``."""
+    full = lambda value: torch.full((num_labels,), float(value), dtype=dtype, device=device)  # noqa: E731
+    return LabelPriorCounts(full(positive_pseudocount), full(positive_pseudocount + negative_pseudocount))
+
+
+def batch_label_counts(
+    labels: torch.Tensor, weights: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-label ``sum_i w_i y_i`` and ``sum_i w_i`` of one batch; inputs ``[B, L]``, outputs ``[L]``."""
+    return (weights * labels).sum(0), weights.sum(0)
+
+
+def update_label_prior_counts(
+    counts: LabelPriorCounts,
+    labels: torch.Tensor,
+    weights: TensorLike | None = None,
+) -> tuple[LabelPriorCounts, torch.Tensor]:
+    """Add one batch to the accumulators and read the priors.
+
+    Args:
+      counts: the current :class:`LabelPriorCounts`, ``[L]`` each.
+      labels: ``[B]`` or ``[B, L]``, values in [0, 1].
+      weights: None, a number, ``[B]``, ``[B, 1]`` or ``[B, L]``.
+
+    Returns:
+      ``(new_counts, label_priors)``; ``label_priors`` is ``[L]``.
+    """
+    dtype = counts.weight_sum.dtype
+    labels = labels.to(dtype) if isinstance(labels, torch.Tensor) else labels
+    _, labels, weights = as_batch_by_label(labels, labels, weights)
+    positives, total = batch_label_counts(labels, weights)
+    new = LabelPriorCounts(counts.weighted_label_counts + positives, counts.weight_sum + total)
+    return new, new.weighted_label_counts / new.weight_sum
+
+
+def batch_label_priors(labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``(1 + sum w*y) / (2 + sum w)`` per label: the streaming estimate after one batch.
+
+    Args:
+      labels, weights: ``[B, L]``.
+
+    Returns:
+      ``[L]``.
+    """
+    positives, total = batch_label_counts(labels, weights)
+    return (1.0 + positives) / (2.0 + total)

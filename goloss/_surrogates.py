@@ -1,0 +1,146 @@
+"""Surrogates for the 0-1 indicator: weighted sigmoid cross-entropy and hinge.
+
+For a logit ``x``, a label ``z`` in [0, 1], a positive weight ``c`` and a
+negative weight ``d``:
+
+.. math::
+
+   \\ell_{xent}(x, z) = c\\,z\\,\\mathrm{softplus}(-x) + d\\,(1 - z)\\,\\mathrm{softplus}(x)
+
+   \\ell_{hinge}(x, z) = c\\,z\\,\\max(0, 1 - x) + d\\,(1 - z)\\,\\max(0, 1 + x)
+
+Cross-entropy is an upper bound on the indicator only once divided by
+``log(2)``; :func:`indicator_scale` returns that divisor (1 for hinge).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ._validation import SURROGATE_TYPES, TensorLike, as_tensor, check_choice, check_floating
+
+
+def indicator_scale(surrogate_type: str) -> float:
+    """``log(2)`` for ``"xent"``, ``1.0`` for ``"hinge"``: the surrogate's value at the threshold."""
+    check_choice("surrogate_type", surrogate_type, SURROGATE_TYPES)
+    return math.log(2.0) if surrogate_type == "xent" else 1.0
+
+
+def surrogate_parts(
+    logits: torch.Tensor, labels: torch.Tensor, surrogate_type: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The unweighted surrogate on positives and on negatives, each evaluated once.
+
+    Args:
+      logits: ``[...]`` floating tensor.
+      labels: broadcastable to ``logits``, values in [0, 1].
+      surrogate_type: ``"xent"`` or ``"hinge"``.
+
+    Returns:
+      ``(positive_part, negative_part)``, each of the broadcast shape:
+      ``z * softplus(-x)`` and ``(1 - z) * softplus(x)`` for xent,
+      ``z * relu(1 - x)`` and ``(1 - z) * relu(1 + x)`` for hinge.
+    """
+    positive = loss_if_positive(logits, surrogate_type)
+    if surrogate_type == "xent":
+        # softplus(x) = softplus(-x) + x: the transcendental part is evaluated once.
+        negative = positive + logits
+    else:
+        negative = torch.relu(1.0 + logits)
+    return labels * positive, (1.0 - labels) * negative
+
+
+def loss_if_positive(logits: torch.Tensor, surrogate_type: str) -> torch.Tensor:
+    """The unweighted surrogate of a positive example: ``softplus(-x)`` or ``relu(1 - x)``; shape of ``logits``."""
+    check_choice("surrogate_type", surrogate_type, SURROGATE_TYPES)
+    if surrogate_type == "xent":
+        return -F.logsigmoid(logits)  # = softplus(-x), stable for any x.
+    return torch.relu(1.0 - logits)
+
+
+def _align_labels(labels: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Labels ``[B, L]`` given with logits ``[B, L, K]`` gain a trailing axis."""
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
+    if labels.dim() == logits.dim() - 1 and labels.shape == logits.shape[:-1]:
+        labels = labels.unsqueeze(-1)
+    if labels.shape != logits.shape and labels.shape != logits.shape[:-1] + (1,):
+        raise ValueError(
+            f"labels must have the shape of logits {tuple(logits.shape)} or that shape "
+            f"without its last axis, got {tuple(labels.shape)}"
+        )
+    return labels.to(logits.dtype)
+
+
+def weighted_surrogate_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    surrogate_type: str = "xent",
+    positive_weights: TensorLike = 1.0,
+    negative_weights: TensorLike = 1.0,
+) -> torch.Tensor:
+    """Elementwise weighted surrogate loss, ``c*z*loss(+) + d*(1-z)*loss(-)``.
+
+    Args:
+      logits: ``[B, L]`` or ``[B, L, K]``; each slice ``[:, :, k]`` is scored
+        separately.
+      labels: ``[B, L]`` (broadcast over ``K``) or the shape of ``logits``;
+        values in [0, 1], soft labels allowed for xent.
+      surrogate_type: ``"xent"`` or ``"hinge"``.
+      positive_weights: number, ``[K]``, ``[L, K]``, ``[L, 1]`` or any shape
+        that broadcasts against ``logits`` from the right.
+      negative_weights: same as ``positive_weights``.
+
+    Returns:
+      Tensor with the shape of ``logits``.
+
+    Example:
+      >>> import torch, goloss
+      >>> goloss.weighted_surrogate_loss(torch.zeros(1, 1), torch.ones(1, 1), surrogate_type="hinge")
+      tensor([[1.]])
+    """
+    check_floating("logits", logits)
+    labels = _align_labels(labels, logits)
+    positive_part, negative_part = surrogate_parts(logits, labels, surrogate_type)
+    return (
+        as_tensor(positive_weights, logits) * positive_part
+        + as_tensor(negative_weights, logits) * negative_part
+    )
+
+
+def weighted_sigmoid_cross_entropy_with_logits(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    positive_weights: TensorLike = 1.0,
+    negative_weights: TensorLike = 1.0,
+) -> torch.Tensor:
+    """Weighted sigmoid cross-entropy; :func:`weighted_surrogate_loss` with ``"xent"``.
+
+    Shapes as in :func:`weighted_surrogate_loss`; returns the shape of ``logits``.
+    """
+    return weighted_surrogate_loss(
+        logits, labels, surrogate_type="xent",
+        positive_weights=positive_weights, negative_weights=negative_weights,
+    )
+
+
+def weighted_hinge_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    positive_weights: TensorLike = 1.0,
+    negative_weights: TensorLike = 1.0,
+) -> torch.Tensor:
+    """Weighted hinge loss; :func:`weighted_surrogate_loss` with ``"hinge"``.
+
+    Shapes as in :func:`weighted_surrogate_loss`; returns the shape of ``logits``.
+    """
+    return weighted_surrogate_loss(
+        logits, labels, surrogate_type="hinge",
+        positive_weights=positive_weights, negative_weights=negative_weights,
+    )
