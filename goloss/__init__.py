@@ -5,9 +5,31 @@ AISTATS 2017). ``goloss.functional`` holds the pure functions; the common
 names are re-exported here.
 """
 
-from . import functional
+from . import functional, nn
 from .functional import *  # noqa: F401,F403
 from .functional import __all__ as _functional_all
+from .nn import (
+    FalsePositiveRateAtTruePositiveRateLoss,
+    FPRAtTPRLoss,
+    PrecisionAtRecallLoss,
+    PrecisionRecallAUCLoss,
+    RecallAtPrecisionLoss,
+    ROCAUCLoss,
+    TPRAtFPRLoss,
+    TruePositiveRateAtFalsePositiveRateLoss,
+)
 
 __version__ = "0.1.0"
-__all__ = ["functional", *_functional_all]
+__all__ = [
+    "functional",
+    "nn",
+    *_functional_all,
+    "FalsePositiveRateAtTruePositiveRateLoss",
+    "FPRAtTPRLoss",
+    "PrecisionAtRecallLoss",
+    "PrecisionRecallAUCLoss",
+    "RecallAtPrecisionLoss",
+    "ROCAUCLoss",
+    "TPRAtFPRLoss",
+    "TruePositiveRateAtFalsePositiveRateLoss",
+]

@@ -73,6 +73,7 @@ class _GlobalObjectiveLoss(nn.Module):
         dual_rate_factor: float,
         positive_pseudocount: float,
         negative_pseudocount: float,
+        auto_dual_step: bool,
     ) -> None:
         super().__init__()
         check_choice("reduction", reduction, REDUCTIONS)
@@ -88,6 +89,9 @@ class _GlobalObjectiveLoss(nn.Module):
         self.dual_lr = float(dual_lr)
         self.dual_mode = dual_mode
         self.dual_rate_factor = float(dual_rate_factor)
+        self.auto_dual_step = bool(auto_dual_step)
+        if self.auto_dual_step and dual_mode != "explicit":
+            raise ValueError("auto_dual_step=True needs dual_mode='explicit'")
         initial = torch.full(lambdas_shape, float(lambdas_init))
         if dual_mode == "explicit":
             self.register_buffer("lambdas", initial)
@@ -132,14 +136,16 @@ class _GlobalObjectiveLoss(nn.Module):
             return reverse_gradient(self.lambdas, self.dual_rate_factor)
         if not (self.training and torch.is_grad_enabled()):
             return self.lambdas
-        leaf = self.lambdas.detach().requires_grad_()
+        # A copy, so that a dual step during backward cannot change what backward reads.
+        leaf = self.lambdas.detach().clone().requires_grad_()
         leaf.register_hook(self._accumulate_dual_grad)
         return leaf
 
     def _accumulate_dual_grad(self, grad: torch.Tensor) -> None:
         grad = grad.detach()
         self._dual_grad = grad if self._dual_grad is None else self._dual_grad + grad
-        return None
+        if self.auto_dual_step:
+            self.dual_step()
 
     @property
     def dual_grad(self) -> Optional[torch.Tensor]:
@@ -210,6 +216,7 @@ class _GlobalObjectiveLoss(nn.Module):
         return (
             f"num_labels={self.num_labels}, surrogate_type={self.surrogate_type!r}, "
             f"reduction={self.reduction!r}, dual_mode={self.dual_mode!r}, dual_lr={self.dual_lr}"
+            + (", auto_dual_step=True" if self.auto_dual_step else "")
         )
 
 
@@ -232,12 +239,13 @@ class _RateLoss(_GlobalObjectiveLoss):
         dual_rate_factor: float = 0.1,
         positive_pseudocount: float = 1.0,
         negative_pseudocount: float = 1.0,
+        auto_dual_step: bool = False,
     ) -> None:
         super().__init__(
             num_labels, (num_labels,), surrogate_type=surrogate_type, reduction=reduction,
             lambdas_init=lambdas_init, label_priors=label_priors, dual_lr=dual_lr, dual_mode=dual_mode,
             dual_rate_factor=dual_rate_factor, positive_pseudocount=positive_pseudocount,
-            negative_pseudocount=negative_pseudocount,
+            negative_pseudocount=negative_pseudocount, auto_dual_step=auto_dual_step,
         )
         check_unit_interval(self._target_name, target)
         target = torch.as_tensor(target, dtype=torch.get_default_dtype())
@@ -271,6 +279,9 @@ _RATE_DOC = """{summary}
         original: a parameter whose gradient is multiplied by ``-dual_rate_factor``).
       dual_rate_factor: used by ``"reverse_gradient"`` only.
       positive_pseudocount, negative_pseudocount: initial streaming counts.
+      auto_dual_step: apply :meth:`dual_step` by itself as soon as ``backward()`` has produced
+        the multipliers' gradient (simultaneous descent-ascent), so a training loop written for
+        ``BCEWithLogitsLoss`` needs no extra line.
 
     Shape:
       logits and labels ``[B]`` or ``[B, L]``; output ``[]`` or, with ``reduction="none"``, the
@@ -355,13 +366,14 @@ class PrecisionRecallAUCLoss(_GlobalObjectiveLoss):
         dual_rate_factor: float = 0.1,
         positive_pseudocount: float = 1.0,
         negative_pseudocount: float = 1.0,
+        auto_dual_step: bool = False,
     ) -> None:
         anchors, self._delta = range_to_anchors_and_delta(precision_range, num_anchors)
         super().__init__(
             num_labels, (num_labels, num_anchors), surrogate_type=surrogate_type, reduction=reduction,
             lambdas_init=lambdas_init, label_priors=label_priors, dual_lr=dual_lr, dual_mode=dual_mode,
             dual_rate_factor=dual_rate_factor, positive_pseudocount=positive_pseudocount,
-            negative_pseudocount=negative_pseudocount,
+            negative_pseudocount=negative_pseudocount, auto_dual_step=auto_dual_step,
         )
         self.precision_range = (float(precision_range[0]), float(precision_range[1]))
         self.num_anchors = num_anchors

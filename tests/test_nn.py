@@ -255,3 +255,15 @@ def test_bad_configuration_raises(bad):
 def test_wrong_number_of_labels_raises():
     with pytest.raises(ValueError, match="num_labels"):
         gnn.RecallAtPrecisionLoss(0.5, 3)(torch.randn(4, 2), torch.ones(4, 2))
+
+
+def test_auto_dual_step_applies_the_step_during_backward():
+    logits, labels = violated_batch()
+    explicit = gnn.RecallAtPrecisionLoss(0.9, 2, dual_lr=0.4).double()
+    auto = gnn.RecallAtPrecisionLoss(0.9, 2, dual_lr=0.4, auto_dual_step=True).double()
+    explicit(logits, labels).backward()
+    explicit.dual_step()
+    auto(logits, labels).backward()
+    assert auto.dual_grad is None
+    assert torch.equal(auto.lambdas, explicit.lambdas)
+    assert (auto.lambdas > 1.0).all()
