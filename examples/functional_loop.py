@@ -1,0 +1,136 @@
+"""A pure torch.func training loop: an MLP trained for recall at precision >= 0.8.
+
+Everything that changes during training is an explicit pytree passed in and
+returned: the MLP's parameters (through ``torch.func.functional_call``), the
+state of a tiny functional Adam written with ``optree``, the Lagrange
+multiplier, and the streaming label-prior counts. One call of
+``torch.func.grad(..., argnums=(0, 1), has_aux=True)`` gives the gradients
+with respect to the parameters and the multiplier; the parameters take an
+Adam descent step and the multiplier a projected ascent step
+(``goloss.dual_ascent_step``).
+
+The data are generated offline with ``sklearn.datasets.make_classification``
+(10% positives, some label noise); the metrics on the held-out split come from
+``sklearn.metrics`` at threshold 0. The constraint is enforced on the
+cross-entropy bounds of the true and false positive counts, which are loose,
+so the achieved precision usually lands above the target.
+
+Run::
+
+    python examples/functional_loop.py           # full run
+    python examples/functional_loop.py --quick   # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any, NamedTuple
+
+import optree
+import torch
+from sklearn.datasets import make_classification
+from sklearn.metrics import precision_score, recall_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+from torch.func import functional_call, grad
+from tqdm import tqdm
+
+import goloss
+
+TARGET_PRECISION = 0.8
+
+
+class AdamState(NamedTuple):
+    step: int
+    m: Any
+    v: Any
+
+
+def adam_init(params) -> AdamState:
+    zeros = optree.tree_map(torch.zeros_like, params)
+    return AdamState(0, zeros, zeros)
+
+
+def adam_update(params, grads, state: AdamState, lr, b1=0.9, b2=0.999, eps=1e-8):
+    """One Adam step on a pytree of tensors; returns ``(new_params, new_state)``."""
+    step = state.step + 1
+    m = optree.tree_map(lambda m, g: b1 * m + (1 - b1) * g, state.m, grads)
+    v = optree.tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, state.v, grads)
+    new_params = optree.tree_map(
+        lambda p, m, v: p - lr * (m / (1 - b1**step)) / ((v / (1 - b2**step)).sqrt() + eps),
+        params, m, v,
+    )
+    return new_params, AdamState(step, m, v)
+
+
+def make_data(seed: int):
+    x, y = make_classification(
+        n_samples=20_000, n_features=20, n_informative=6, n_redundant=4, weights=[0.9, 0.1],
+        flip_y=0.01, class_sep=1.0, random_state=seed,
+    )
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.3, stratify=y, random_state=seed)
+    scaler = StandardScaler().fit(x_train)
+    as_tensor = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
+    return (as_tensor(scaler.transform(x_train)), as_tensor(y_train),
+            as_tensor(scaler.transform(x_test)), as_tensor(y_test))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    parser.add_argument("--dual-lr", type=float, default=0.05, help="dual ascent learning rate")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="2 epochs (smoke test)")
+    args = parser.parse_args()
+    if args.quick:
+        args.epochs = 2
+
+    torch.set_num_threads(1)  # the tensors are tiny: extra threads only add overhead
+    start = time.perf_counter()
+    torch.manual_seed(args.seed)
+    x_train, y_train, x_test, y_test = make_data(args.seed)
+    model = nn.Sequential(nn.Linear(x_train.shape[1], 32), nn.ReLU(), nn.Linear(32, 1))
+
+    def loss_fn(params, lambdas, x, y, priors):
+        logits = functional_call(model, params, (x,)).squeeze(-1)
+        return goloss.recall_at_precision_loss(
+            None, lambdas, logits, y,
+            target_precision=TARGET_PRECISION, label_priors=priors, reduction="mean",
+        )
+
+    grad_fn = grad(loss_fn, argnums=(0, 1), has_aux=True)
+
+    # The whole training state: plain tensors and tuples of them.
+    params = {name: p.detach().clone() for name, p in model.named_parameters()}
+    opt_state = adam_init(params)
+    _, lambdas = goloss.init_loss_state(goloss.recall_at_precision_loss, 1, dtype=torch.float32)
+    counts = goloss.init_label_prior_counts(1, dtype=torch.float32)
+
+    generator = torch.Generator().manual_seed(args.seed)
+    bar = tqdm(range(args.epochs), desc="epochs")
+    for _ in bar:
+        for batch in torch.randperm(len(y_train), generator=generator).split(args.batch_size):
+            x, y = x_train[batch], y_train[batch]
+            counts, priors = goloss.update_label_prior_counts(counts, y)
+            (g_params, g_lambdas), aux = grad_fn(params, lambdas, x, y, priors)
+            params, opt_state = adam_update(params, g_params, opt_state, args.lr)
+            lambdas = goloss.dual_ascent_step(lambdas, g_lambdas, args.dual_lr)
+        bar.set_postfix(lam=f"{float(lambdas):.3f}", prior=f"{float(priors):.4f}")
+
+    with torch.no_grad():
+        scores = functional_call(model, params, (x_test,)).squeeze(-1)
+    predicted, truth = (scores > 0).numpy(), y_test.numpy()
+    print(f"recall_at_precision_loss, target precision {TARGET_PRECISION}, {args.epochs} epochs")
+    print(f"train examples {len(y_train)}, held-out {len(y_test)}, positives {truth.mean():.3f}")
+    print(f"final lambda {float(lambdas):.4f}, label prior {float(priors):.4f}")
+    print(f"held-out precision {precision_score(truth, predicted):.4f}")
+    print(f"held-out recall {recall_score(truth, predicted):.4f}")
+    print(f"time: {time.perf_counter() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
