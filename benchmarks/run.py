@@ -101,7 +101,7 @@ def main(argv=None):
     if args.peak_child:
         name, *numbers = args.peak_child
         return _peak_child(name, *map(int, numbers))
-    sizes = [(2**12, 1), (64, 4)] if args.quick else [(2**20, 1), (4096, 100)]
+    sizes = [(512, 4)] if args.quick else [(2**20, 1), (4096, 100)]
     repeats = 1 if args.quick else args.repeats
     anchors = 20
     print(f"goloss {goloss.__version__}, torch {torch.__version__}, device {args.device}, "
