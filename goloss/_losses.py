@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import torch
 
+from ._anchor_sum import anchor_sum
 from ._anchors import range_to_anchors_and_delta
 from ._bounds import bounds_from_parts
 from ._priors import batch_label_priors
@@ -294,13 +295,9 @@ def precision_recall_auc_loss(
     p = batch.priors(label_priors)
     a = torch.tensor(anchors, dtype=batch.x.dtype, device=batch.x.device)
 
-    shifted = batch.x.unsqueeze(-1) + biases  # [B, L, A]
-    positive, negative = surrogate_parts(shifted, batch.y.unsqueeze(-1), surrogate_type)
-    weighted = batch.w.unsqueeze(-1) * (
-        (1.0 + lam * (1.0 - a)) * positive + lam * a * negative
-    )
+    weighted = anchor_sum(batch.x, batch.y, batch.w, biases, lam, a, surrogate_type == "hinge")
     lambda_term = (lam * (1.0 - a)).sum(-1) * p * batch.scale  # [L]
-    loss = (weighted.sum(-1) - lambda_term) * (delta / (hi - lo - delta))
+    loss = (weighted - lambda_term) * (delta / (hi - lo - delta))
 
     tp_lower, fp_upper = bounds_from_parts(
         batch.y, batch.w, *surrogate_parts(batch.x, batch.y, surrogate_type), batch.scale

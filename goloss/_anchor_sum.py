@@ -1,0 +1,126 @@
+"""The per-anchor surrogate sum of the PR-AUC loss without ``[B, L, A]`` tensors kept for backward.
+
+For logits ``x [B, L]``, labels ``y``, weights ``w``, biases ``b [L, A]``, and per-anchor
+weights ``c = 1 + lam (1 - a)``, ``d = lam a`` (``[L, A]``):
+
+.. math::
+
+   g_{bl} = w_{bl} \\sum_k c_{lk}\\, y_{bl}\\, L^+(x_{bl} + b_{lk}) + d_{lk} (1 - y_{bl})\\, L^-(x_{bl} + b_{lk})
+
+Autograd through the plain expression stores several ``[B, L, A]`` tensors; this Function keeps
+only the ``[B, L]`` and ``[L, A]`` inputs and recomputes the anchor axis in backward, so the peak
+extra memory stays at a few ``[B, L, A]`` temporaries and nothing of that size lives between
+forward and backward.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _anchor_weights(lambdas, anchors):
+    return 1.0 + lambdas * (1.0 - anchors), lambdas * anchors
+
+
+def _per_label_sum(values, coefficients):
+    """``sum_k values[b, l, k] * coefficients[l, k]`` -> ``[B, L]``."""
+    return torch.einsum("blk,lk->bl", values, coefficients)
+
+
+def _batch_sum(scale, values):
+    """``sum_b scale[b, l] * values[b, l, k]`` -> ``[L, K]``."""
+    return torch.einsum("bl,blk->lk", scale, values)
+
+
+class AnchorSum(torch.autograd.Function):
+    """``g [B, L]`` above, for ``hinge`` False (xent) or True; differentiable in x, w, b and lambdas."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(logits, labels, weights, biases, lambdas, anchors, hinge):
+        c, d = _anchor_weights(lambdas, anchors)
+        shifted = logits.unsqueeze(-1) + biases
+        if hinge:
+            on_positives = _per_label_sum(torch.relu(1.0 - shifted), c)
+            on_negatives = _per_label_sum(torch.relu(1.0 + shifted), d)
+        else:
+            positive = -F.logsigmoid(shifted)
+            on_positives = _per_label_sum(positive, c)
+            # softplus(z) = softplus(-z) + z, summed against d without a second [B, L, A] tensor.
+            on_negatives = _per_label_sum(positive, d) + logits * d.sum(-1) + (d * biases).sum(-1)
+        unweighted = labels * on_positives + (1.0 - labels) * on_negatives
+        return weights * unweighted, unweighted
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        logits, labels, weights, biases, lambdas, anchors, hinge = inputs
+        ctx.hinge = hinge
+        ctx.save_for_backward(logits, labels, weights, biases, lambdas, anchors, output[1])
+        ctx.save_for_forward(logits, labels, weights, biases, lambdas, anchors, output[1])
+        ctx.mark_non_differentiable(output[1])
+
+    @staticmethod
+    def _slopes_and_parts(hinge, shifted):
+        """``dL+/dz``, ``dL-/dz``, ``L+``, ``L-`` on ``[B, L, A]``."""
+        if hinge:
+            return (-(shifted < 1.0).to(shifted.dtype), (shifted > -1.0).to(shifted.dtype),
+                    torch.relu(1.0 - shifted), torch.relu(1.0 + shifted))
+        positive = -F.logsigmoid(shifted)
+        slope_positive = -torch.sigmoid(-shifted)
+        return slope_positive, 1.0 + slope_positive, positive, positive + shifted
+
+    @staticmethod
+    def jvp(ctx, logits_t, labels_t, weights_t, biases_t, lambdas_t, anchors_t, hinge_t):
+        logits, labels, weights, biases, lambdas, anchors, unweighted = ctx.saved_tensors
+        c, d = _anchor_weights(lambdas, anchors)
+        shifted = logits.unsqueeze(-1) + biases
+        slope_positive, slope_negative, positive, negative = AnchorSum._slopes_and_parts(ctx.hinge, shifted)
+        dz = labels.unsqueeze(-1) * slope_positive * c + (1.0 - labels.unsqueeze(-1)) * slope_negative * d
+        tangent = torch.zeros_like(unweighted)
+        if logits_t is not None:
+            tangent = tangent + logits_t * dz.sum(-1)
+        if biases_t is not None:
+            tangent = tangent + _per_label_sum(dz, biases_t)
+        if lambdas_t is not None:
+            tangent = tangent + labels * _per_label_sum(positive, lambdas_t * (1.0 - anchors))
+            tangent = tangent + (1.0 - labels) * _per_label_sum(negative, lambdas_t * anchors)
+        tangent = weights * tangent
+        if weights_t is not None:
+            tangent = tangent + weights_t * unweighted
+        return tangent, None
+
+    @staticmethod
+    def backward(ctx, grad_output, _):
+        logits, labels, weights, biases, lambdas, anchors, unweighted = ctx.saved_tensors
+        c, d = _anchor_weights(lambdas, anchors)
+        shifted = logits.unsqueeze(-1) + biases
+        scaled = grad_output * weights
+        on_positives, on_negatives = scaled * labels, scaled * (1.0 - labels)
+        slope_positive, slope_negative, positive, negative = AnchorSum._slopes_and_parts(ctx.hinge, shifted)
+        grad_c = _batch_sum(on_positives, positive)
+        grad_d = _batch_sum(on_negatives, negative)
+        grad_logits = labels * _per_label_sum(slope_positive, c) + (1.0 - labels) * _per_label_sum(slope_negative, d)
+        grad_logits = scaled * grad_logits
+        grad_biases = c * _batch_sum(on_positives, slope_positive) + d * _batch_sum(on_negatives, slope_negative)
+        grad_lambdas = (1.0 - anchors) * grad_c + anchors * grad_d
+        return grad_logits, None, grad_output * unweighted, grad_biases, grad_lambdas, None, None
+
+
+def anchor_sum_reference(logits, labels, weights, biases, lambdas, anchors, hinge):
+    """The same ``g [B, L]`` written as plain autograd ops over ``[B, L, A]``."""
+    c, d = _anchor_weights(lambdas, anchors)
+    shifted = logits.unsqueeze(-1) + biases
+    _, _, positive, negative = AnchorSum._slopes_and_parts(hinge, shifted)
+    y = labels.unsqueeze(-1)
+    return weights * (c * y * positive + d * (1.0 - y) * negative).sum(-1)
+
+
+def anchor_sum(logits, labels, weights, biases, lambdas, anchors, hinge: bool):
+    """``g [B, L]``: the memory-lean :class:`AnchorSum` in eager mode and under ``torch.func``;
+    the plain expression under ``torch.compile`` (Dynamo cannot trace a custom ``jvp``, and the
+    compiler fuses the anchor axis itself)."""
+    if torch.compiler.is_compiling():
+        return anchor_sum_reference(logits, labels, weights, biases, lambdas, anchors, hinge)
+    return AnchorSum.apply(logits, labels, weights, biases, lambdas, anchors, hinge)[0]
