@@ -32,6 +32,7 @@ from ._validation import (
     broadcast_to,
     check_choice,
     check_unit_interval,
+    check_values,
     reduce,
 )
 
@@ -51,6 +52,7 @@ class _Batch:
         self.num_labels = self.x.shape[1]
         self.surrogate_type = surrogate_type
         self.scale = indicator_scale(surrogate_type)
+        self.active = (self.w > 0).to(self.x.dtype)  # zero weights mask examples out
 
     def per_label(
         self, name: str, value: TensorLike, extra: tuple[int, ...] = (), unit_interval: bool = False
@@ -60,7 +62,12 @@ class _Batch:
             check_unit_interval(name, value)
         shape = (self.num_labels, *extra)
         expected = "[] or [L]" if not extra else "[A], [1, A] or [L, A]"
-        return broadcast_to(name, as_tensor(value, self.x), shape, f"{expected} with L, A = {shape}")
+        value = as_tensor(value, self.x)
+        if name == "lambdas":
+            check_values(name, value, "finite and >= 0", 0.0)
+        elif not unit_interval:
+            check_values(name, value, "finite")
+        return broadcast_to(name, value, shape, f"{expected} with L, A = {shape}")
 
     def priors(self, label_priors: Optional[TensorLike]) -> torch.Tensor:
         """Given priors as ``[L]``, or the one-batch streaming estimate."""
@@ -95,14 +102,20 @@ def _rate_loss(
     reduction: str,
     lagrangian: Callable[..., torch.Tensor],
 ) -> tuple[torch.Tensor, Aux]:
-    """Shared body of the four rate losses; ``lagrangian(pos, neg, lam, t, p, scale)`` differs."""
+    """Shared body of the four rate losses.
+
+    ``lagrangian(pos, neg, lam, t, p, scale)`` returns the per-example part (from the weighted
+    surrogate parts ``pos``, ``neg``) and the constant constraint part of each row; the latter is
+    added to the rows of non-zero weight only, so that a zero weight masks an example out.
+    """
     _check_no_params(params, name)
     batch = _Batch(logits, labels, weights, surrogate_type, reduction)
     lam = batch.per_label("lambdas", lambdas)
     t = batch.per_label(target_name, target, unit_interval=True)
     p = batch.priors(label_priors)
     positive, negative = surrogate_parts(batch.x, batch.y, surrogate_type)
-    loss = lagrangian(batch.w * positive, batch.w * negative, lam, t, p, batch.scale)
+    per_example, per_row = lagrangian(batch.w * positive, batch.w * negative, lam, t, p, batch.scale)
+    loss = per_example + per_row * batch.active
     tp_lower, fp_upper = bounds_from_parts(batch.y, batch.w, positive, negative, batch.scale)
     aux = {
         "lambdas": lam,
@@ -159,7 +172,7 @@ def recall_at_precision_loss(
     return _rate_loss(
         "recall_at_precision_loss", params, lambdas, logits, labels, target_precision,
         "target_precision", weights, label_priors, surrogate_type, reduction,
-        lambda pos, neg, lam, t, p, s: (1.0 + lam * (1.0 - t)) * pos + lam * t * neg - lam * (1.0 - t) * p * s,
+        lambda pos, neg, lam, t, p, s: ((1.0 + lam * (1.0 - t)) * pos + lam * t * neg, -lam * (1.0 - t) * p * s),
     )
 
 
@@ -187,7 +200,7 @@ def precision_at_recall_loss(
     return _rate_loss(
         "precision_at_recall_loss", params, lambdas, logits, labels, target_recall,
         "target_recall", weights, label_priors, surrogate_type, reduction,
-        lambda pos, neg, lam, t, p, s: lam * pos + neg + lam * p * (t - 1.0) * s,
+        lambda pos, neg, lam, t, p, s: (lam * pos + neg, lam * p * (t - 1.0) * s),
     )
 
 
@@ -212,7 +225,7 @@ def false_positive_rate_at_true_positive_rate_loss(
     return _rate_loss(
         "false_positive_rate_at_true_positive_rate_loss", params, lambdas, logits, labels,
         target_rate, "target_rate", weights, label_priors, surrogate_type, reduction,
-        lambda pos, neg, lam, t, p, s: lam * pos + neg + lam * p * (t - 1.0) * s,
+        lambda pos, neg, lam, t, p, s: (lam * pos + neg, lam * p * (t - 1.0) * s),
     )
 
 
@@ -240,7 +253,7 @@ def true_positive_rate_at_false_positive_rate_loss(
     return _rate_loss(
         "true_positive_rate_at_false_positive_rate_loss", params, lambdas, logits, labels,
         target_rate, "target_rate", weights, label_priors, surrogate_type, reduction,
-        lambda pos, neg, lam, t, p, s: pos + lam * neg - lam * t * (1.0 - p) * s,
+        lambda pos, neg, lam, t, p, s: (pos + lam * neg, -lam * t * (1.0 - p) * s),
     )
 
 
@@ -297,7 +310,7 @@ def precision_recall_auc_loss(
 
     weighted = anchor_sum(batch.x, batch.y, batch.w, biases, lam, a, surrogate_type == "hinge")
     lambda_term = (lam * (1.0 - a)).sum(-1) * p * batch.scale  # [L]
-    loss = (weighted - lambda_term) * (delta / (hi - lo - delta))
+    loss = (weighted - lambda_term * batch.active) * (delta / (hi - lo - delta))
 
     tp_lower, fp_upper = bounds_from_parts(
         batch.y, batch.w, *surrogate_parts(batch.x, batch.y, surrogate_type), batch.scale

@@ -1,8 +1,10 @@
 """Small shared input checks and shape helpers.
 
-Every check here reads only shapes, dtypes and Python values, never tensor
-values, so it behaves the same in eager mode, under ``torch.func`` transforms
-(where it sees the per-example shapes) and under ``torch.compile``.
+Shape, dtype and Python-value checks always run (under ``torch.func`` transforms
+they see the per-example shapes). Checks that read tensor *values* (labels in
+[0, 1], finite logits, non-negative weights, ...) run only in plain eager mode:
+they are skipped under ``torch.func`` transforms and ``torch.compile``, where a
+value cannot steer Python, and :func:`set_value_checks` turns them off for speed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,44 @@ TensorLike = Union[torch.Tensor, float, int]
 
 SURROGATE_TYPES = ("xent", "hinge")
 REDUCTIONS = ("none", "mean", "sum")
+
+
+_value_checks = {"enabled": True}
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def set_value_checks(enabled: bool) -> None:
+    """Turn on (default) or off the eager-mode checks that read tensor values.
+
+    They cost one pass over each input and, on a GPU, a synchronisation; they
+    never run under ``torch.func`` transforms or ``torch.compile``.
+    """
+    _value_checks["enabled"] = bool(enabled)
+
+
+def value_checks_active() -> bool:
+    """True in plain eager mode with value checks enabled."""
+    return (
+        _value_checks["enabled"]
+        and not torch.compiler.is_compiling()
+        and torch._C._functorch.maybe_current_level() is None
+    )
+
+
+def check_values(
+    name: str, tensor: torch.Tensor, expected: str, low: float | None = None, high: float | None = None
+) -> None:
+    """Raise ``ValueError`` if ``tensor`` has a non-finite value or one outside ``[low, high]``."""
+    if not value_checks_active() or tensor.numel() == 0:
+        return
+    values = tensor.detach()
+    bad = ~torch.isfinite(values)
+    if low is not None:
+        bad |= values < low
+    if high is not None:
+        bad |= values > high
+    if bool(bad.any()):
+        raise ValueError(f"{name} must be {expected}, got {values[bad].flatten()[0].item()!r}")
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -34,12 +74,11 @@ def check_floating(name: str, tensor: torch.Tensor) -> None:
 
 
 def check_unit_interval(name: str, value: TensorLike) -> None:
-    """Raise ``ValueError`` if a Python number ``value`` lies outside [0, 1].
-
-    Tensor values are not read here (that would break ``vmap`` and ``compile``).
-    """
-    if isinstance(value, numbers.Real) and not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
+    """Raise ``ValueError`` if ``value`` lies outside [0, 1] (tensor values: eager mode only)."""
+    if isinstance(value, torch.Tensor):
+        check_values(name, value, "in [0, 1]", 0.0, 1.0)
+    elif not isinstance(value, numbers.Real) or not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1] or a tensor, got {value!r}")
 
 
 def as_tensor(value: TensorLike, like: torch.Tensor) -> torch.Tensor:
@@ -77,15 +116,21 @@ def as_batch_by_label(
     check_floating("logits", logits)
     if not isinstance(labels, torch.Tensor):
         raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
-    if logits.dim() not in (1, 2):
-        raise ValueError(f"logits must have shape [B] or [B, L], got {tuple(logits.shape)}")
+    if logits.dim() not in (1, 2) or 0 in logits.shape:
+        raise ValueError(
+            f"logits must have shape [B] or [B, L] with B, L >= 1, got {tuple(logits.shape)}"
+        )
     if labels.shape != logits.shape:
         raise ValueError(
             f"labels must have the shape of logits {tuple(logits.shape)}, got {tuple(labels.shape)}"
         )
+    if logits.dtype in LOW_PRECISION:
+        logits = logits.float()  # computed in float32, like binary_cross_entropy_with_logits under autocast
     if logits.dim() == 1:
         logits, labels = logits.unsqueeze(1), labels.unsqueeze(1)
     labels = labels.to(logits.dtype)
+    check_values("logits", logits, "finite")
+    check_values("labels", labels, "in [0, 1]", 0.0, 1.0)
     shape = tuple(logits.shape)
     if weights is None:
         weights = torch.ones((), dtype=logits.dtype, device=logits.device)
@@ -93,6 +138,7 @@ def as_batch_by_label(
     if weights.dim() == 1:
         weights = weights.unsqueeze(1)
     weights = broadcast_to("weights", weights, shape, f"[], [B], [B, 1] or [B, L] with B, L = {shape}")
+    check_values("weights", weights, "finite and >= 0", 0.0)
     return logits, labels, weights
 
 

@@ -17,6 +17,7 @@ from ._losses import (
     true_positive_rate_at_false_positive_rate_loss,
 )
 from ._priors import LabelPriorCounts, init_label_prior_counts, update_label_prior_counts
+from ._validation import set_value_checks
 from ._surrogates import (
     weighted_hinge_loss,
     weighted_sigmoid_cross_entropy_with_logits,
@@ -36,6 +37,7 @@ __all__ = [
     "recall_at_precision_loss",
     "reverse_gradient",
     "roc_auc_loss",
+    "set_value_checks",
     "true_positive_rate_at_false_positive_rate_loss",
     "true_positives_lower_bound",
     "update_label_prior_counts",

@@ -169,6 +169,23 @@ class _GlobalObjectiveLoss(nn.Module):
             self.lambdas.copy_(new)
         self._dual_grad = None
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Refuse, with a ``ValueError`` naming the entry, a state of another shape (e.g. another
+        number of labels or anchors) or with negative multipliers."""
+        for name, current in [*self._parameters.items(), *self._buffers.items()]:
+            saved = state_dict.get(prefix + name)
+            if current is None or not isinstance(saved, torch.Tensor):
+                continue
+            if saved.shape != current.shape:
+                raise ValueError(
+                    f"state_dict entry {prefix + name!r} has shape {tuple(saved.shape)}, but this "
+                    f"{type(self).__name__} (num_labels={self.num_labels}) expects {tuple(current.shape)}"
+                )
+        saved_lambdas = state_dict.get(prefix + "lambdas")
+        if self.dual_mode == "explicit" and isinstance(saved_lambdas, torch.Tensor) and bool((saved_lambdas < 0).any()):
+            raise ValueError(f"state_dict entry {prefix + 'lambdas'!r} must be >= 0 in dual_mode='explicit'")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     # -- forward ---------------------------------------------------------------------------
     def _call(self, lambdas, logits, labels, weights, priors):
         raise NotImplementedError
@@ -199,7 +216,7 @@ class _GlobalObjectiveLoss(nn.Module):
         scale = indicator_scale(self.surrogate_type)
         objective, constraint = type(self)._terms(
             positives, aux["true_positives_lower_bound"], aux["false_positives_upper_bound"],
-            self.target, aux["label_priors"], x.shape[0], scale,
+            self.target, aux["label_priors"], (w > 0).sum(0), scale,
         )
         return {
             "lagrangian": loss.sum(0),
@@ -395,7 +412,7 @@ class PrecisionRecallAUCLoss(_GlobalObjectiveLoss):
         positives = (w * y).sum(0)
         objective, constraint = _recall_at_precision_terms(
             positives.unsqueeze(-1), tp_lower, fp_upper, self.anchors.to(x.dtype),
-            aux["label_priors"].unsqueeze(-1), x.shape[0], scale,
+            aux["label_priors"].unsqueeze(-1), (w > 0).sum(0).unsqueeze(-1), scale,
         )
         normaliser = self._delta / (self.precision_range[1] - self.precision_range[0] - self._delta)
         return {

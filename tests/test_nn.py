@@ -140,20 +140,25 @@ def test_eval_mode_neither_updates_priors_nor_records_dual_gradients():
     torch.testing.assert_close(module.weight_sum, torch.full((2,), 18.0, dtype=torch.float64))
 
 
-def test_zero_weights_mask_examples_out_of_the_loss_and_priors():
-    module = gnn.RecallAtPrecisionLoss(0.7, 1, reduction="sum").double()
+@pytest.mark.parametrize("make", [
+    lambda: gnn.RecallAtPrecisionLoss(0.7, 1, reduction="sum"),
+    lambda: gnn.PrecisionAtRecallLoss(0.7, 1, reduction="sum"),
+    lambda: gnn.TPRAtFPRLoss(0.2, 1, reduction="sum"),
+    lambda: gnn.PrecisionRecallAUCLoss(1, num_anchors=3, reduction="sum"),
+])
+def test_zero_weights_mask_examples_out_of_the_loss_and_priors(make):
     logits, labels = violated_batch(num_labels=1)
-    weights = torch.ones(16, dtype=torch.float64)
+    logits.requires_grad_()
+    weights = torch.ones(16, 1, dtype=torch.float64)
     weights[8:] = 0
+    module, fresh = make().double(), make().double()
     masked = module(logits, labels, weights)
-    counts = module.weighted_label_counts.clone(), module.weight_sum.clone()
-    fresh = gnn.RecallAtPrecisionLoss(0.7, 1, reduction="sum").double()
-    kept = fresh(logits[:8], labels[:8]) * 1.0
-    torch.testing.assert_close(counts[1], fresh.weight_sum)
-    torch.testing.assert_close(counts[0], fresh.weighted_label_counts)
-    # The per-row constraint term is added to every row, masked ones included (as in the original).
-    lam_term = module.last_aux["lambdas"] * (1 - 0.7) * module.last_aux["label_priors"] * torch.log(torch.tensor(2.0, dtype=torch.float64))
-    torch.testing.assert_close(masked, kept - 8 * lam_term.sum())
+    kept = fresh(logits[:8], labels[:8])
+    torch.testing.assert_close(masked, kept)
+    torch.testing.assert_close(module.weight_sum, fresh.weight_sum)
+    torch.testing.assert_close(module.weighted_label_counts, fresh.weighted_label_counts)
+    (grad,) = torch.autograd.grad(masked, logits)
+    assert (grad[8:] == 0).all() and (grad[:8] != 0).any()
 
 
 def train(module, model, steps, data, optimizer_state=None):
