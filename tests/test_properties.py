@@ -123,7 +123,7 @@ def test_zero_multipliers_leave_the_plain_weighted_surrogate(batch, surrogate_ty
 @settings(max_examples=100, deadline=None)
 @given(batches(), SURROGATES)
 def test_lagrangian_sums_to_objective_plus_lambda_times_constraint(batch, surrogate_type):
-    """sum(R@P loss) = sum(w L+) + lam * [(1-t) (sum(w L+) - p s B) + t sum(w L-)]: per label,
+    """sum(R@P loss) = sum(w L+) + lam * [(1-t) (sum(w L+) - p s B') + t sum(w L-)]: per label, B' rows of w > 0,
     checked from the surrogate alone, with the log(2) indicator scale."""
     logits, labels, weights = batch
     lam, target, prior = torch.tensor(0.7, dtype=logits.dtype), 0.6, 0.3
@@ -136,6 +136,6 @@ def test_lagrangian_sums_to_objective_plus_lambda_times_constraint(batch, surrog
     neg = (weights * goloss.weighted_surrogate_loss(logits, labels, surrogate_type=surrogate_type,
                                                     positive_weights=0.0)).sum(0)
     scale = torch.log(torch.tensor(2.0, dtype=logits.dtype)) if surrogate_type == "xent" else 1.0
-    batch_size = logits.shape[0]
-    expected = pos + lam * ((1 - target) * (pos - prior * scale * batch_size) + target * neg)
+    active_rows = (weights > 0).sum(0)  # zero-weight rows are masked out, constraint term included
+    expected = pos + lam * ((1 - target) * (pos - prior * scale * active_rows) + target * neg)
     torch.testing.assert_close(loss.sum(0), expected)
