@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from ._surrogates import _align_labels, indicator_scale, surrogate_parts
-from ._validation import TensorLike, as_tensor, check_floating
+from ._surrogates import _align_labels, indicator_scale, surrogate_parts, weight_like
+from ._validation import TensorLike, as_tensor, check_floating, check_values, promote_low_precision
 
 
 def bounds_from_parts(
@@ -45,10 +45,13 @@ def _bounds(
     logits: torch.Tensor, labels: torch.Tensor, weights: TensorLike, surrogate_type: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     check_floating("logits", logits)
+    logits = promote_low_precision(logits)
     weights = as_tensor(weights, logits)
     if logits.dim() == 3 and weights.dim() == 2 and labels.dim() == 2:
         weights = weights.unsqueeze(-1)  # [B, L] weights for [B, L, K] logits.
     labels = _align_labels(labels, logits)
+    weights = weight_like("weights", weights, logits)
+    check_values("weights", weights, "finite and >= 0", 0.0)
     parts = surrogate_parts(logits, labels, surrogate_type)
     return bounds_from_parts(labels, weights, *parts, indicator_scale(surrogate_type))
 

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import math
+import numbers
+
 import optree
 import torch
+
+from ._validation import check_values
 
 
 def dual_ascent_step(lambdas: Any, grads: Any, lr: float) -> Any:
@@ -14,12 +19,28 @@ def dual_ascent_step(lambdas: Any, grads: Any, lr: float) -> Any:
     Args:
       lambdas: a tensor or a pytree of tensors (e.g. ``[L]`` or ``[L, A]``).
       grads: ``d loss / d lambdas``, same structure and shapes.
-      lr: the dual learning rate (positive).
+      lr: the dual learning rate, a number >= 0 (or a tensor, not checked).
 
     Returns:
       The new multipliers, same structure; never negative.
     """
-    return optree.tree_map(lambda lam, g: torch.clamp(lam + lr * g, min=0.0), lambdas, grads)
+    if not isinstance(lr, torch.Tensor) and (
+        isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (math.isfinite(lr) and lr >= 0)
+    ):
+        raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
+    if optree.tree_structure(lambdas) != optree.tree_structure(grads):
+        raise ValueError("grads must have the pytree structure of lambdas")
+
+    def step(lam: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        if g.shape != lam.shape:
+            raise ValueError(f"grads must have the shapes of lambdas, got {tuple(g.shape)} for {tuple(lam.shape)}")
+        check_values("lambdas", lam, "finite")
+        check_values("grads", g, "finite")
+        new = torch.clamp(lam + lr * g, min=0.0)
+        check_values("lambdas + lr * grads (lr too large?)", new, "finite")
+        return new
+
+    return optree.tree_map(step, lambdas, grads)
 
 
 def reverse_gradient(variable: torch.Tensor, dual_rate_factor: float = 0.1) -> torch.Tensor:
@@ -36,6 +57,7 @@ def reverse_gradient(variable: torch.Tensor, dual_rate_factor: float = 0.1) -> t
     Returns:
       A tensor of the shape of ``variable``, equal to ``|variable|``.
     """
+    check_values("variable", variable, "finite")
     magnitude = variable.abs()
     # (magnitude - magnitude.detach()) is exactly 0 forward, so the value is |v|.
     return magnitude.detach() - dual_rate_factor * (magnitude - magnitude.detach())

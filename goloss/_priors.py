@@ -10,6 +10,7 @@ The original keeps two accumulators per label, initialised to pseudo-counts
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple, Optional
 
 import torch
@@ -37,7 +38,15 @@ def init_label_prior_counts(
     dtype: Optional[torch.dtype] = None,
     device: Optional[torch.device] = None,
 ) -> LabelPriorCounts:
-    """Fresh accumulators: ``[L]`` tensors filled with ``P`` and ``P + N``."""
+    """Fresh accumulators: ``[L]`` tensors filled with ``P`` and ``P + N`` (``P, N >= 0``, ``P + N > 0``)."""
+    if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1:
+        raise ValueError(f"num_labels must be a positive integer, got {num_labels!r}")
+    if not (positive_pseudocount >= 0 and negative_pseudocount >= 0 and positive_pseudocount + negative_pseudocount > 0
+            and math.isfinite(positive_pseudocount + negative_pseudocount)):
+        raise ValueError(
+            "pseudocounts must be finite, >= 0 and not both 0, got "
+            f"positive_pseudocount={positive_pseudocount!r}, negative_pseudocount={negative_pseudocount!r}"
+        )
     full = lambda value: torch.full((num_labels,), float(value), dtype=dtype, device=device)  # noqa: E731
     return LabelPriorCounts(full(positive_pseudocount), full(positive_pseudocount + negative_pseudocount))
 
@@ -64,9 +73,16 @@ def update_label_prior_counts(
     Returns:
       ``(new_counts, label_priors)``; ``label_priors`` is ``[L]``.
     """
+    if not isinstance(counts, LabelPriorCounts):
+        raise TypeError(f"counts must be a LabelPriorCounts, got {type(counts).__name__}")
     dtype = counts.weight_sum.dtype
     labels = labels.to(dtype) if isinstance(labels, torch.Tensor) else labels
     _, labels, weights = as_batch_by_label(labels, labels, weights)
+    if labels.shape[1] != counts.weight_sum.shape[0]:
+        raise ValueError(
+            f"labels must have {counts.weight_sum.shape[0]} label(s), the length of counts, "
+            f"got {labels.shape[1]}"
+        )
     positives, total = batch_label_counts(labels, weights)
     new = LabelPriorCounts(counts.weighted_label_counts + positives, counts.weight_sum + total)
     return new, new.weighted_label_counts / new.weight_sum

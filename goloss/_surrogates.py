@@ -20,7 +20,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._validation import SURROGATE_TYPES, TensorLike, as_tensor, check_choice, check_floating
+from ._validation import SURROGATE_TYPES, TensorLike, as_tensor, broadcast_to, check_choice, check_floating, check_values, promote_low_precision
 
 
 def indicator_scale(surrogate_type: str) -> float:
@@ -72,7 +72,15 @@ def _align_labels(labels: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
             f"labels must have the shape of logits {tuple(logits.shape)} or that shape "
             f"without its last axis, got {tuple(labels.shape)}"
         )
-    return labels.to(logits.dtype)
+    labels = labels.to(logits.dtype)
+    check_values("labels", labels, "in [0, 1]", 0.0, 1.0)
+    return labels
+
+
+def weight_like(name: str, weights: TensorLike, logits: torch.Tensor) -> torch.Tensor:
+    """``weights`` as a tensor broadcast to the shape of ``logits``, or a ``ValueError``."""
+    shape = tuple(logits.shape)
+    return broadcast_to(name, as_tensor(weights, logits), shape, f"broadcastable to logits {shape}")
 
 
 def weighted_surrogate_loss(
@@ -104,11 +112,12 @@ def weighted_surrogate_loss(
       tensor([[1.]])
     """
     check_floating("logits", logits)
+    logits = promote_low_precision(logits)
     labels = _align_labels(labels, logits)
     positive_part, negative_part = surrogate_parts(logits, labels, surrogate_type)
     return (
-        as_tensor(positive_weights, logits) * positive_part
-        + as_tensor(negative_weights, logits) * negative_part
+        weight_like("positive_weights", positive_weights, logits) * positive_part
+        + weight_like("negative_weights", negative_weights, logits) * negative_part
     )
 
 

@@ -59,6 +59,12 @@ def check_values(
         raise ValueError(f"{name} must be {expected}, got {values[bad].flatten()[0].item()!r}")
 
 
+def promote_low_precision(logits: torch.Tensor) -> torch.Tensor:
+    """float16 / bfloat16 logits as float32: the losses are computed (and returned) in float32,
+    as ``binary_cross_entropy_with_logits`` is under autocast, so large logits cannot overflow."""
+    return logits.float() if logits.dtype in LOW_PRECISION else logits
+
+
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
     if value not in choices:
@@ -124,8 +130,7 @@ def as_batch_by_label(
         raise ValueError(
             f"labels must have the shape of logits {tuple(logits.shape)}, got {tuple(labels.shape)}"
         )
-    if logits.dtype in LOW_PRECISION:
-        logits = logits.float()  # computed in float32, like binary_cross_entropy_with_logits under autocast
+    logits = promote_low_precision(logits)
     if logits.dim() == 1:
         logits, labels = logits.unsqueeze(1), labels.unsqueeze(1)
     labels = labels.to(logits.dtype)
