@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from . import _losses
+from . import _losses, distributed
 from ._anchors import range_to_anchors_and_delta
 from ._bounds import false_positives_upper_bound, true_positives_lower_bound
 from ._dual import dual_ascent_step, reverse_gradient
@@ -74,8 +74,10 @@ class _GlobalObjectiveLoss(nn.Module):
         positive_pseudocount: float,
         negative_pseudocount: float,
         auto_dual_step: bool,
+        process_group,
     ) -> None:
         super().__init__()
+        self.process_group = process_group
         check_choice("reduction", reduction, REDUCTIONS)
         check_choice("dual_mode", dual_mode, DUAL_MODES)
         indicator_scale(surrogate_type)  # validates surrogate_type
@@ -125,9 +127,10 @@ class _GlobalObjectiveLoss(nn.Module):
             return self.label_priors
         if self.training:
             with torch.no_grad():
-                positives, total = batch_label_counts(labels, weights)
-                self.weighted_label_counts.add_(positives.to(self.weight_sum.dtype))
-                self.weight_sum.add_(total.to(self.weight_sum.dtype))
+                counts = torch.stack(batch_label_counts(labels, weights)).to(self.weight_sum.dtype)
+                positives, total = distributed.all_reduce_sum(counts, self.process_group)
+                self.weighted_label_counts.add_(positives)
+                self.weight_sum.add_(total)
         return self.current_label_priors()
 
     def _multipliers(self) -> torch.Tensor:
@@ -156,6 +159,9 @@ class _GlobalObjectiveLoss(nn.Module):
     def dual_step(self, lr: Optional[float] = None) -> None:
         """Projected ascent on the multipliers, ``max(0, lambdas + lr * grad)``; consumes the gradient.
 
+        Under ``torch.distributed`` the gradient is first averaged over the ranks, so every rank
+        takes the same step (every rank must call it).
+
         Args:
           lr: dual learning rate; defaults to the ``dual_lr`` given at construction.
         """
@@ -165,7 +171,8 @@ class _GlobalObjectiveLoss(nn.Module):
                 "optimizer updates the multipliers"
             )
         if self._dual_grad is not None:
-            new = dual_ascent_step(self.lambdas, self._dual_grad, self.dual_lr if lr is None else lr)
+            grad = distributed.all_reduce_mean(self._dual_grad, self.process_group)
+            new = dual_ascent_step(self.lambdas, grad, self.dual_lr if lr is None else lr)
             self.lambdas.copy_(new)
         self._dual_grad = None
 
@@ -257,12 +264,14 @@ class _RateLoss(_GlobalObjectiveLoss):
         positive_pseudocount: float = 1.0,
         negative_pseudocount: float = 1.0,
         auto_dual_step: bool = False,
+        process_group=None,
     ) -> None:
         super().__init__(
             num_labels, (num_labels,), surrogate_type=surrogate_type, reduction=reduction,
             lambdas_init=lambdas_init, label_priors=label_priors, dual_lr=dual_lr, dual_mode=dual_mode,
             dual_rate_factor=dual_rate_factor, positive_pseudocount=positive_pseudocount,
             negative_pseudocount=negative_pseudocount, auto_dual_step=auto_dual_step,
+            process_group=process_group,
         )
         check_unit_interval(self._target_name, target)
         target = torch.as_tensor(target, dtype=torch.get_default_dtype())
@@ -296,6 +305,9 @@ _RATE_DOC = """{summary}
         original: a parameter whose gradient is multiplied by ``-dual_rate_factor``).
       dual_rate_factor: used by ``"reverse_gradient"`` only.
       positive_pseudocount, negative_pseudocount: initial streaming counts.
+      process_group: the ``torch.distributed`` group to synchronise over (default: the world,
+        when ``torch.distributed`` is initialised): prior counts are summed and multiplier
+        gradients averaged over ranks, so every rank holds the same state.
       auto_dual_step: apply :meth:`dual_step` by itself as soon as ``backward()`` has produced
         the multipliers' gradient (simultaneous descent-ascent), so a training loop written for
         ``BCEWithLogitsLoss`` needs no extra line.
@@ -384,6 +396,7 @@ class PrecisionRecallAUCLoss(_GlobalObjectiveLoss):
         positive_pseudocount: float = 1.0,
         negative_pseudocount: float = 1.0,
         auto_dual_step: bool = False,
+        process_group=None,
     ) -> None:
         anchors, self._delta = range_to_anchors_and_delta(precision_range, num_anchors)
         super().__init__(
@@ -391,11 +404,19 @@ class PrecisionRecallAUCLoss(_GlobalObjectiveLoss):
             lambdas_init=lambdas_init, label_priors=label_priors, dual_lr=dual_lr, dual_mode=dual_mode,
             dual_rate_factor=dual_rate_factor, positive_pseudocount=positive_pseudocount,
             negative_pseudocount=negative_pseudocount, auto_dual_step=auto_dual_step,
+            process_group=process_group,
         )
         self.precision_range = (float(precision_range[0]), float(precision_range[1]))
         self.num_anchors = num_anchors
         self.biases = nn.Parameter(torch.zeros(num_labels, num_anchors))
+        # Under torch.distributed the biases' gradient is averaged over ranks as soon as it is
+        # accumulated, as DistributedDataParallel would do: no DDP wrapper is needed for them.
+        self.biases.register_post_accumulate_grad_hook(self._average_bias_grad)
         self.register_buffer("anchors", torch.tensor(anchors), persistent=False)
+
+    def _average_bias_grad(self, biases: torch.Tensor) -> None:
+        if distributed.is_active(self.process_group):
+            biases.grad.copy_(distributed.all_reduce_mean(biases.grad, self.process_group))
 
     def _call(self, lambdas, x, y, w, priors):
         return self._function(
@@ -436,22 +457,34 @@ class ROCAUCLoss(nn.Module):
     Args:
       surrogate_type: ``"xent"`` or ``"hinge"``.
       reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+      cross_rank: under ``torch.distributed``, pair this rank's examples with every rank's
+        (:func:`goloss.distributed.roc_auc_loss_across_ranks`; equal batch sizes on all ranks).
+      process_group: the group for ``cross_rank`` (default: the world).
 
     Shape:
       logits and labels ``[B]`` or ``[B, L]``; output ``[]`` or the shape of logits.
     """
 
-    def __init__(self, *, surrogate_type: str = "xent", reduction: str = "mean") -> None:
+    def __init__(
+        self, *, surrogate_type: str = "xent", reduction: str = "mean", cross_rank: bool = False, process_group=None
+    ) -> None:
         super().__init__()
         indicator_scale(surrogate_type)
         check_choice("reduction", reduction, REDUCTIONS)
         self.surrogate_type = surrogate_type
         self.reduction = reduction
+        self.cross_rank = bool(cross_rank)
+        self.process_group = process_group
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, weights: Optional[TensorLike] = None) -> torch.Tensor:
+        if self.cross_rank:
+            return distributed.roc_auc_loss_across_ranks(
+                logits, labels, weights=weights, surrogate_type=self.surrogate_type, reduction=self.reduction,
+                group=self.process_group,
+            )
         return _losses.roc_auc_loss(
             None, None, logits, labels, weights=weights, surrogate_type=self.surrogate_type, reduction=self.reduction
         )[0]
 
     def extra_repr(self) -> str:
-        return f"surrogate_type={self.surrogate_type!r}, reduction={self.reduction!r}"
+        return f"surrogate_type={self.surrogate_type!r}, reduction={self.reduction!r}, cross_rank={self.cross_rank}"

@@ -1,0 +1,69 @@
+"""Worker for test_distributed.py: launched by torchrun with 2 CPU processes (gloo).
+
+Trains each constrained loss for a few steps with a per-rank batch and DistributedDataParallel,
+runs the cross-rank ROC-AUC loss, and saves every rank's final state to OUT/rank{r}.pt.
+Also importable: ``train(...)`` is the shared training loop the test runs in one process.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import sys
+
+import torch
+import torch.distributed as dist
+
+import goloss
+
+STEPS, BATCH, LABELS = 4, 8, 2
+
+
+def make_loss(name):
+    return {
+        "r_at_p": lambda: goloss.RecallAtPrecisionLoss(0.8, LABELS, dual_lr=2.0),
+        "p_at_r": lambda: goloss.PrecisionAtRecallLoss(0.9, LABELS, dual_lr=2.0),
+        "pr_auc": lambda: goloss.PrecisionRecallAUCLoss(LABELS, num_anchors=3, dual_lr=2.0),
+    }[name]().double()
+
+
+def data(world_size):
+    """STEPS batches of BATCH * world_size examples, the same on every rank."""
+    generator = torch.Generator().manual_seed(0)
+    return [(torch.randn(BATCH * world_size, 3, generator=generator, dtype=torch.float64),
+             (torch.rand(BATCH * world_size, LABELS, generator=generator) < 0.3).double()) for _ in range(STEPS)]
+
+
+def train(name, batches, wrap=lambda model: model):
+    torch.manual_seed(1)
+    model = torch.nn.Linear(3, LABELS).double()
+    criterion = make_loss(name)
+    trained = wrap(model)
+    optimizer = torch.optim.SGD([*model.parameters(), *criterion.parameters()], lr=0.3)
+    for x, y in batches:
+        loss = criterion(trained(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        criterion.dual_step()
+    return {"model": model.state_dict(), "loss": criterion.state_dict()}
+
+
+def main(out):
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
+    rank, world = dist.get_rank(), dist.get_world_size()
+    local = [(x[rank * BATCH:(rank + 1) * BATCH], y[rank * BATCH:(rank + 1) * BATCH]) for x, y in data(world)]
+    ddp = lambda model: torch.nn.parallel.DistributedDataParallel(model)  # noqa: E731
+    results = {name: train(name, local, ddp) for name in ("r_at_p", "p_at_r", "pr_auc")}
+
+    x, y = data(world)[0]
+    logits = x[rank * BATCH:(rank + 1) * BATCH, :LABELS].clone().requires_grad_()
+    roc = goloss.ROCAUCLoss(reduction="none", cross_rank=True)(logits, y[rank * BATCH:(rank + 1) * BATCH])
+    roc.sum().backward()
+    results["roc"] = {"loss": roc.detach(), "grad": logits.grad}
+    torch.save(results, os.path.join(out, f"rank{rank}.pt"))
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
