@@ -5,7 +5,7 @@ AISTATS 2017). ``goloss.functional`` holds the pure functions; the common
 names are re-exported here.
 """
 
-from . import functional, nn
+from . import distributed, functional, nn
 from .functional import *  # noqa: F401,F403
 from .functional import __all__ as _functional_all
 from .nn import (
@@ -21,6 +21,7 @@ from .nn import (
 
 __version__ = "0.1.0"
 __all__ = [
+    "distributed",
     "functional",
     "nn",
     *_functional_all,
