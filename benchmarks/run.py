@@ -37,65 +37,101 @@ def timed(fn, device, repeats):
     return statistics.median(once() for _ in range(repeats))
 
 
+TARGETS = {
+    "recall_at_precision_loss": "target_precision",
+    "precision_at_recall_loss": "target_recall",
+    "false_positive_rate_at_true_positive_rate_loss": "target_rate",
+    "true_positive_rate_at_false_positive_rate_loss": "target_rate",
+}
+
+
+def objective(name, anchors):
+    """``f(x, y, lam, bias) -> scalar``: goloss loss plus every aux tensor, summed."""
+    fn = getattr(goloss, name)
+
+    def f(x, y, lam, bias):
+        if name == "precision_recall_auc_loss":
+            loss, aux = fn({"biases": bias}, lam, x, y, num_anchors=anchors)
+        else:
+            loss, aux = fn(None, lam, x, y, **{TARGETS[name]: 0.8})
+        return loss.sum() + sum(value.sum() for value in aux.values())
+
+    return f
+
+
+def literal_objective(name, anchors):
+    def f(x, y, lam, bias):
+        if name == "precision_recall_auc_loss":
+            loss, bounds = literal.precision_recall_auc_loss(bias, lam, x, y, anchors)
+        else:
+            loss, bounds = literal.recall_at_precision_loss(lam, x, y, 0.8)
+        return loss.sum() + sum(bound.sum() for bound in bounds)
+
+    return f
+
+
+def inputs(name, batch, labels, anchors, device):
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, labels, generator=generator).to(device).requires_grad_()
+    y = (torch.rand(batch, labels, generator=generator) < 0.2).float().to(device)
+    shape = (labels, anchors) if name == "precision_recall_auc_loss" else (labels,)
+    lam = torch.ones(shape, device=device, requires_grad=True)
+    bias = torch.zeros(labels, anchors, device=device, requires_grad=True)
+    return x, y, lam, bias
+
+
+def step(f, args):
+    return lambda: f(*args).backward()
+
+
+def bce_step(elements, device, compiled=False):
+    x = torch.randn(elements, device=device, requires_grad=True)
+    y = (torch.rand(elements, device=device) < 0.2).float()
+    f = lambda x, y: literal.bce(x, y).sum()  # noqa: E731
+    return step(torch.compile(f) if compiled else f, (x, y))
+
+
 def peak_extra_bytes(name, batch, labels, anchors, device):
     """Peak memory of one goloss forward+backward beyond its inputs."""
     if device == "cuda":
-        fn = dict((case[0], case[2]) for case in cases(batch, labels, anchors, device))[name]
+        run = step(objective(name, anchors), inputs(name, batch, labels, anchors, device))
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-        fn()
+        run()
         return torch.cuda.max_memory_allocated() - base
     command = [sys.executable, "-m", "benchmarks.run", "--peak-child", name, str(batch), str(labels), str(anchors)]
     return int(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
 
 
 def _peak_child(name, batch, labels, anchors):
-    fn = dict((case[0], case[2]) for case in cases(batch, labels, anchors, "cpu"))[name]
+    run = step(objective(name, anchors), inputs(name, batch, labels, anchors, "cpu"))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    fn()
+    run()
     print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
 
 
-def cases(batch, labels, anchors, device):
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, labels, generator=generator).to(device).requires_grad_()
-    y = (torch.rand(batch, labels, generator=generator) < 0.2).float().to(device)
-    lam = torch.ones(labels, device=device, requires_grad=True)
-    lam_a = torch.ones(labels, anchors, device=device, requires_grad=True)
-    bias = torch.zeros(labels, anchors, device=device, requires_grad=True)
+def target_sweep_ratio(batch, count, device, repeats):
+    """Time of one vmapped call over ``count`` target precisions / time of one call (R@P)."""
+    x, y, lam, _ = inputs("recall_at_precision_loss", batch, 1, 1, device)
 
-    def backward(loss_and_aux):
-        loss, aux = loss_and_aux
-        (loss.sum() + sum(v.sum() for v in aux.values() if torch.is_tensor(v))).backward()
+    def one(target, lam):
+        loss, aux = goloss.recall_at_precision_loss(None, lam, x, y, target_precision=target)
+        return loss.sum() + sum(value.sum() for value in aux.values())
 
-    targets = {
-        "recall_at_precision_loss": "target_precision",
-        "precision_at_recall_loss": "target_recall",
-        "false_positive_rate_at_true_positive_rate_loss": "target_rate",
-        "true_positive_rate_at_false_positive_rate_loss": "target_rate",
-    }
-    for name, target in targets.items():
-        fn = getattr(goloss, name)
-        yield (name, batch * labels,
-               lambda fn=fn, target=target: backward(fn(None, lam, x, y, **{target: 0.8})),
-               lambda: backward((lambda r: (r[0], dict(enumerate(r[1]))))(literal.recall_at_precision_loss(lam, x, y, 0.8))))
-    yield ("precision_recall_auc_loss", batch * labels * anchors,
-           lambda: backward(goloss.precision_recall_auc_loss({"biases": bias}, lam_a, x, y, num_anchors=anchors)),
-           lambda: backward((lambda r: (r[0], dict(enumerate(r[1]))))(literal.precision_recall_auc_loss(bias, lam_a, x, y, anchors))))
-
-
-def bce_backward(elements, device):
-    x = torch.randn(elements, device=device, requires_grad=True)
-    y = (torch.rand(elements, device=device) < 0.2).float()
-    return lambda: literal.bce(x, y).sum().backward()
+    targets = torch.linspace(0.5, 0.95, count, device=device)
+    lams = torch.ones(count, 1, device=device, requires_grad=True)
+    single = timed(lambda: one(targets[0], lam).backward(), device, repeats)
+    swept = timed(lambda: torch.func.vmap(one)(targets, lams).sum().backward(), device, repeats)
+    return swept / single
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: a smoke run")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat, no compile: a smoke run")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
     parser.add_argument("--peak-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.peak_child:
@@ -103,21 +139,39 @@ def main(argv=None):
         return _peak_child(name, *map(int, numbers))
     sizes = [(512, 4)] if args.quick else [(2**20, 1), (4096, 100)]
     repeats = 1 if args.quick else args.repeats
+    compiled = not (args.quick or args.no_compile)
     anchors = 20
     print(f"goloss {goloss.__version__}, torch {torch.__version__}, device {args.device}, "
           f"threads {torch.get_num_threads()}, median of {repeats} after warm-up, float32")
-    header = f"{'loss':48s} {'B':>8s} {'L':>4s} {'elements':>10s} {'goloss/BCE':>11s} {'literal/BCE':>12s} {'peak MiB':>9s}"
+    print("ratios: forward+backward (loss plus aux) time / BCE-with-logits forward+backward on the same "
+          "number of elements; 'compiled' is torch.compile(goloss) / torch.compile(BCE); peak is extra "
+          "memory, also in units of one float32 tensor of that many elements")
+    header = (f"{'loss':48s} {'B':>8s} {'L':>4s} {'elements':>10s} {'eager':>7s} {'compiled':>9s} "
+              f"{'literal':>8s} {'peak MiB':>9s} {'peak/elts':>10s}")
     print(header)
     print("-" * len(header))
+    names = [*TARGETS, "precision_recall_auc_loss"]
     for batch, labels in sizes:
-        bce_times = {}
-        for name, elements, ours, baseline in cases(batch, labels, anchors, args.device):
-            if elements not in bce_times:
-                bce_times[elements] = timed(bce_backward(elements, args.device), args.device, repeats)
-            ratio = timed(ours, args.device, repeats) / bce_times[elements]
-            literal_ratio = timed(baseline, args.device, repeats) / bce_times[elements]
-            peak = peak_extra_bytes(name, batch, labels, anchors, args.device) / 2**20
-            print(f"{name:48s} {batch:8d} {labels:4d} {elements:10d} {ratio:11.2f} {literal_ratio:12.2f} {peak:9.1f}")
+        baselines = {}
+        for name in names:
+            elements = batch * labels * (anchors if name == "precision_recall_auc_loss" else 1)
+            if elements not in baselines:
+                baselines[elements] = (timed(bce_step(elements, args.device), args.device, repeats),
+                                       timed(bce_step(elements, args.device, True), args.device, repeats)
+                                       if compiled else float("nan"))
+            bce_eager, bce_compiled = baselines[elements]
+            args_ = inputs(name, batch, labels, anchors, args.device)
+            eager = timed(step(objective(name, anchors), args_), args.device, repeats) / bce_eager
+            fast = (timed(step(torch.compile(objective(name, anchors)), args_), args.device, repeats) / bce_compiled
+                    if compiled else float("nan"))
+            baseline = timed(step(literal_objective(name, anchors), args_), args.device, repeats) / bce_eager
+            peak = peak_extra_bytes(name, batch, labels, anchors, args.device)
+            print(f"{name:48s} {batch:8d} {labels:4d} {elements:10d} {eager:7.2f} {fast:9.2f} "
+                  f"{baseline:8.2f} {peak / 2**20:9.1f} {peak / (4 * elements):10.2f}")
+    batch, count = (512, 2) if args.quick else (2**20, 16)
+    ratio = target_sweep_ratio(batch, count, args.device, repeats)
+    print(f"\nvmap over K = {count} target precisions (recall_at_precision_loss, B = {batch}, L = 1): "
+          f"{ratio:.2f}x the time of one target")
 
 
 if __name__ == "__main__":
