@@ -197,3 +197,19 @@ def test_forward_never_reinitialises_state_and_multipliers_stay_non_negative():
         loss.backward()
         module.dual_step()
         assert (module.lambdas >= 0).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_autocast_cuda_float16_returns_float32_like_bce(name):
+    model = torch.nn.Linear(3, 2).cuda()
+    x, labels = torch.randn(8, 3, device="cuda"), (torch.rand(8, 2, device="cuda") < 0.5).float()
+    with torch.autocast("cuda", dtype=torch.float16):
+        logits = model(x)
+        fn, target = LOSSES[name]
+        params, lambdas = goloss.init_loss_state(fn, 2, num_anchors=4, device="cuda")
+        loss, _ = fn(params, lambdas, logits, labels, **target, reduction="mean")
+        reference = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels)
+    assert logits.dtype == torch.float16 and loss.dtype == reference.dtype == torch.float32
+    loss.backward()
+    assert torch.isfinite(model.weight.grad).all()
