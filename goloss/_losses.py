@@ -20,9 +20,10 @@ import torch
 
 from ._anchor_sum import anchor_sum
 from ._anchors import range_to_anchors_and_delta
+from ._roc_auc import roc_auc_elementwise
 from ._bounds import bounds_from_parts
 from ._priors import batch_label_priors
-from ._surrogates import indicator_scale, loss_if_positive, surrogate_parts
+from ._surrogates import indicator_scale, surrogate_parts
 from ._validation import (
     REDUCTIONS,
     SURROGATE_TYPES,
@@ -344,7 +345,9 @@ def roc_auc_loss(
 
     Each pair's loss is split half-and-half between its two examples and
     normalised by the batch size ``B`` (not the number of pairs), as in the
-    original; a batch with one class gives 0.
+    original; a batch with one class gives 0. No ``[B, B]`` pair tensor is built:
+    the hinge form is computed exactly in O(B log B) by sorting (labels must be 0
+    or 1), the cross-entropy form exactly in blocks of rows, O(B * block) memory.
 
     Args:
       params, lambdas: unused (None); accepted for a uniform signature.
@@ -359,13 +362,9 @@ def roc_auc_loss(
     """
     _check_no_params(params, "roc_auc_loss")
     batch = _Batch(logits, labels, weights, surrogate_type, reduction)
-    x, y, w = batch.x, batch.y, batch.w
-    label_difference = y.unsqueeze(0) - y.unsqueeze(1)  # [i, j, L] = y_j - y_i
-    signed_difference = label_difference * (x.unsqueeze(0) - x.unsqueeze(1))
-    pair_loss = label_difference.abs() * (w.unsqueeze(0) * w.unsqueeze(1)) * loss_if_positive(
-        signed_difference, surrogate_type
-    )
-    return batch.finish(0.5 * pair_loss.mean(0), {})
+    if surrogate_type == "hinge":
+        check_values("labels", batch.y * (1.0 - batch.y), "0 or 1 with the hinge surrogate", 0.0, 0.0)
+    return batch.finish(roc_auc_elementwise(batch.x, batch.y, batch.w, surrogate_type), {})
 
 
 LOSSES = {

@@ -77,6 +77,11 @@ def roc_auc_loss_across_ranks(
     check_choice("reduction", reduction, REDUCTIONS)
     x, y, w = as_batch_by_label(logits, labels, weights)
     gathered = [torch.cat(all_gather(t.contiguous(), group=group)) for t in (x, y, w)]
+    for tensor in gathered:
+        if tensor.requires_grad:
+            # all_gather's backward hands the gradient's raw storage to the collective: make it
+            # contiguous (the fast ROC-AUC forms return transposed gradients).
+            tensor.register_hook(torch.Tensor.contiguous)
     loss, _ = roc_auc_loss(None, None, *gathered[:2], weights=gathered[2], surrogate_type=surrogate_type)
     rank, batch = dist.get_rank(group), x.shape[0]
     return reduce(loss[rank * batch:(rank + 1) * batch].reshape(logits.shape), reduction)

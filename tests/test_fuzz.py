@@ -4,7 +4,6 @@ inside torch, ...). Each entry point gets at least 2000 examples."""
 
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
