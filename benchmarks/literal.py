@@ -31,12 +31,20 @@ def _priors(labels, weights):
     return (1.0 + (weights * labels).sum(0)) / (2.0 + weights.sum(0))
 
 
-def recall_at_precision_loss(lambdas, logits, labels, target, surrogate_type="xent"):
+def rate_loss(name, lambdas, logits, labels, target, surrogate_type="xent"):
+    """The four rate losses as the original writes them (FPR@TPR is P@R)."""
     weights = torch.ones_like(logits)
     priors = _priors(labels, weights)
-    loss = weights * _surrogate(labels, logits, surrogate_type, 1.0 + lambdas * (1.0 - target), lambdas * target)
     scale = math.log(2.0) if surrogate_type == "xent" else 1.0
-    loss = loss - lambdas * (1.0 - target) * priors * scale
+    if name == "recall_at_precision_loss":
+        loss = weights * _surrogate(labels, logits, surrogate_type, 1.0 + lambdas * (1.0 - target), lambdas * target)
+        loss = loss - lambdas * (1.0 - target) * priors * scale
+    elif name == "true_positive_rate_at_false_positive_rate_loss":
+        loss = weights * _surrogate(labels, logits, surrogate_type, 1.0, lambdas)
+        loss = loss - lambdas * target * (1.0 - priors) * scale
+    else:
+        loss = weights * _surrogate(labels, logits, surrogate_type, lambdas, 1.0)
+        loss = loss + lambdas * priors * (target - 1.0) * scale
     return loss, _bounds(labels, logits, weights, surrogate_type)
 
 

@@ -1,18 +1,22 @@
 """Forward+backward cost of each goloss loss as a ratio to binary_cross_entropy_with_logits.
 
 Run from the repository root: ``python -m benchmarks.run`` (``--quick`` for a seconds-long smoke
-run, ``--device cuda`` on a GPU). Every figure is measured in this one process run: the median
-of ``--repeats`` timed runs after warm-up, divided by the median time of BCE forward+backward on
-the same number of elements (B*L for the rate losses and ROC-AUC, B*L*A for PR-AUC). The
-``literal`` column is the same ratio for the literal translation in ``benchmarks/literal.py``.
-Peak extra memory is the rise of the peak RSS during one call, measured in a fresh child process
-once its inputs exist (CPU), or ``torch.cuda.max_memory_allocated`` (CUDA).
+run, ``--device cuda`` on a GPU, ``--no-compile`` to skip torch.compile). Every figure is
+measured in this one process run: the median of ``--repeats`` timed runs after warm-up, divided
+by the median time of BCE forward+backward on the same number of elements (B*L for the rate
+losses and ROC-AUC, B*L*A for PR-AUC), both with ``reduction="mean"`` as in training; the loss
+call computes its aux (bounds, priors) too. The ``literal`` column is the same ratio for the
+literal translation of the original formulas in ``benchmarks/literal.py``. Peak extra memory
+is measured in a fresh child process: the peak-RSS counter (VmHWM) is reset through
+``/proc/self/clear_refs`` once the inputs exist, with glibc told to map blocks of 128 KiB or
+more directly so that freed memory leaves the process (CPU), or
+``torch.cuda.max_memory_allocated`` (CUDA).
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
+import os
 import statistics
 import subprocess
 import sys
@@ -22,6 +26,14 @@ import torch
 
 import goloss
 from benchmarks import literal
+
+TARGETS = {
+    "recall_at_precision_loss": "target_precision",
+    "precision_at_recall_loss": "target_recall",
+    "false_positive_rate_at_true_positive_rate_loss": "target_rate",
+    "true_positive_rate_at_false_positive_rate_loss": "target_rate",
+}
+PR_AUC, ROC_HINGE, ROC_XENT = "precision_recall_auc_loss", "roc_auc_loss (hinge)", "roc_auc_loss (xent)"
 
 
 def timed(fn, device, repeats):
@@ -37,35 +49,26 @@ def timed(fn, device, repeats):
     return statistics.median(once() for _ in range(repeats))
 
 
-TARGETS = {
-    "recall_at_precision_loss": "target_precision",
-    "precision_at_recall_loss": "target_recall",
-    "false_positive_rate_at_true_positive_rate_loss": "target_rate",
-    "true_positive_rate_at_false_positive_rate_loss": "target_rate",
-}
-
-
 def objective(name, anchors):
-    """``f(x, y, lam, bias) -> scalar``: goloss loss plus every aux tensor, summed."""
-    fn = getattr(goloss, name)
+    """``f(x, y, lam, bias) -> loss``: the mean-reduced goloss loss (its aux is computed too)."""
 
     def f(x, y, lam, bias):
-        if name == "precision_recall_auc_loss":
-            loss, aux = fn({"biases": bias}, lam, x, y, num_anchors=anchors)
-        else:
-            loss, aux = fn(None, lam, x, y, **{TARGETS[name]: 0.8})
-        return loss.sum() + sum(value.sum() for value in aux.values())
+        if name == PR_AUC:
+            return goloss.precision_recall_auc_loss({"biases": bias}, lam, x, y, num_anchors=anchors, reduction="mean")[0]
+        if name in (ROC_HINGE, ROC_XENT):
+            return goloss.roc_auc_loss(None, None, x, y, surrogate_type=name[14:-1], reduction="mean")[0]
+        return getattr(goloss, name)(None, lam, x, y, **{TARGETS[name]: 0.8}, reduction="mean")[0]
 
     return f
 
 
 def literal_objective(name, anchors):
     def f(x, y, lam, bias):
-        if name == "precision_recall_auc_loss":
-            loss, bounds = literal.precision_recall_auc_loss(bias, lam, x, y, anchors)
-        else:
-            loss, bounds = literal.recall_at_precision_loss(lam, x, y, 0.8)
-        return loss.sum() + sum(bound.sum() for bound in bounds)
+        if name == PR_AUC:
+            return literal.precision_recall_auc_loss(bias, lam, x, y, anchors)[0].mean()
+        if name in (ROC_HINGE, ROC_XENT):
+            return literal.roc_auc_loss(x, y, name[14:-1]).mean()
+        return literal.rate_loss(name, lam, x, y, 0.8)[0].mean()
 
     return f
 
@@ -74,7 +77,7 @@ def inputs(name, batch, labels, anchors, device):
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(batch, labels, generator=generator).to(device).requires_grad_()
     y = (torch.rand(batch, labels, generator=generator) < 0.2).float().to(device)
-    shape = (labels, anchors) if name == "precision_recall_auc_loss" else (labels,)
+    shape = (labels, anchors) if name == PR_AUC else (labels,)
     lam = torch.ones(shape, device=device, requires_grad=True)
     bias = torch.zeros(labels, anchors, device=device, requires_grad=True)
     return x, y, lam, bias
@@ -87,12 +90,15 @@ def step(f, args):
 def bce_step(elements, device, compiled=False):
     x = torch.randn(elements, device=device, requires_grad=True)
     y = (torch.rand(elements, device=device) < 0.2).float()
-    f = lambda x, y: literal.bce(x, y).sum()  # noqa: E731
-    return step(torch.compile(f) if compiled else f, (x, y))
+    f = torch.nn.functional.binary_cross_entropy_with_logits
+    if compiled:
+        torch._dynamo.reset()
+        f = torch.compile(f)
+    return step(f, (x, y))
 
 
 def peak_extra_bytes(name, batch, labels, anchors, device):
-    """Peak memory of one goloss forward+backward beyond its inputs."""
+    """Peak memory of one goloss forward+backward beyond its inputs (bytes)."""
     if device == "cuda":
         run = step(objective(name, anchors), inputs(name, batch, labels, anchors, device))
         torch.cuda.synchronize()
@@ -101,14 +107,26 @@ def peak_extra_bytes(name, batch, labels, anchors, device):
         run()
         return torch.cuda.max_memory_allocated() - base
     command = [sys.executable, "-m", "benchmarks.run", "--peak-child", name, str(batch), str(labels), str(anchors)]
-    return int(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    return int(subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout)
+
+
+def _rss(field):
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise OSError(f"no {field} in /proc/self/status")
 
 
 def _peak_child(name, batch, labels, anchors):
     run = step(objective(name, anchors), inputs(name, batch, labels, anchors, "cpu"))
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    run()  # warm-up: lazy initialisation is not the loss's memory
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")  # resets VmHWM to the current RSS
+    base = _rss("VmRSS")
     run()
-    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+    print(max(_rss("VmHWM") - base, 0))
 
 
 def target_sweep_ratio(batch, count, device, repeats):
@@ -116,8 +134,7 @@ def target_sweep_ratio(batch, count, device, repeats):
     x, y, lam, _ = inputs("recall_at_precision_loss", batch, 1, 1, device)
 
     def one(target, lam):
-        loss, aux = goloss.recall_at_precision_loss(None, lam, x, y, target_precision=target)
-        return loss.sum() + sum(value.sum() for value in aux.values())
+        return goloss.recall_at_precision_loss(None, lam, x, y, target_precision=target, reduction="mean")[0]
 
     targets = torch.linspace(0.5, 0.95, count, device=device)
     lams = torch.ones(count, 1, device=device, requires_grad=True)
@@ -137,37 +154,44 @@ def main(argv=None):
     if args.peak_child:
         name, *numbers = args.peak_child
         return _peak_child(name, *map(int, numbers))
-    sizes = [(512, 4)] if args.quick else [(2**20, 1), (4096, 100)]
+    anchors = 20
+    if args.quick:
+        rows = [(name, 512, 4) for name in [*TARGETS, PR_AUC]] + [(ROC_HINGE, 512, 1), (ROC_XENT, 512, 1)]
+    else:
+        rows = ([(name, 2**20, 1) for name in [*TARGETS, PR_AUC, ROC_HINGE]]
+                + [(name, 4096, 100) for name in [*TARGETS, PR_AUC]] + [(ROC_XENT, 32768, 1)])
     repeats = 1 if args.quick else args.repeats
     compiled = not (args.quick or args.no_compile)
-    anchors = 20
     print(f"goloss {goloss.__version__}, torch {torch.__version__}, device {args.device}, "
-          f"threads {torch.get_num_threads()}, median of {repeats} after warm-up, float32")
-    print("ratios: forward+backward (loss plus aux) time / BCE-with-logits forward+backward on the same "
-          "number of elements; 'compiled' is torch.compile(goloss) / torch.compile(BCE); peak is extra "
-          "memory, also in units of one float32 tensor of that many elements")
+          f"threads {torch.get_num_threads()}, median of {repeats} after warm-up, float32, reduction='mean'")
+    print("eager / compiled / literal: forward+backward time over BCE-with-logits forward+backward on the same "
+          "number of elements (compiled: torch.compile(goloss) over torch.compile(BCE)); peak: extra memory, "
+          "in MiB and in float32 tensors of that many elements")
     header = (f"{'loss':48s} {'B':>8s} {'L':>4s} {'elements':>10s} {'eager':>7s} {'compiled':>9s} "
               f"{'literal':>8s} {'peak MiB':>9s} {'peak/elts':>10s}")
     print(header)
     print("-" * len(header))
-    names = [*TARGETS, "precision_recall_auc_loss"]
-    for batch, labels in sizes:
-        baselines = {}
-        for name in names:
-            elements = batch * labels * (anchors if name == "precision_recall_auc_loss" else 1)
-            if elements not in baselines:
-                baselines[elements] = (timed(bce_step(elements, args.device), args.device, repeats),
-                                       timed(bce_step(elements, args.device, True), args.device, repeats)
-                                       if compiled else float("nan"))
-            bce_eager, bce_compiled = baselines[elements]
-            args_ = inputs(name, batch, labels, anchors, args.device)
-            eager = timed(step(objective(name, anchors), args_), args.device, repeats) / bce_eager
-            fast = (timed(step(torch.compile(objective(name, anchors)), args_), args.device, repeats) / bce_compiled
-                    if compiled else float("nan"))
-            baseline = timed(step(literal_objective(name, anchors), args_), args.device, repeats) / bce_eager
-            peak = peak_extra_bytes(name, batch, labels, anchors, args.device)
-            print(f"{name:48s} {batch:8d} {labels:4d} {elements:10d} {eager:7.2f} {fast:9.2f} "
-                  f"{baseline:8.2f} {peak / 2**20:9.1f} {peak / (4 * elements):10.2f}")
+    baselines = {}
+    for name, batch, labels in rows:
+        elements = batch * labels * (anchors if name == PR_AUC else 1)
+        if elements not in baselines:
+            baselines[elements] = (timed(bce_step(elements, args.device), args.device, repeats),
+                                   timed(bce_step(elements, args.device, True), args.device, repeats)
+                                   if compiled else float("nan"))
+        bce_eager, bce_compiled = baselines[elements]
+        args_ = inputs(name, batch, labels, anchors, args.device)
+        slow = name == ROC_XENT and not args.quick
+        eager = timed(step(objective(name, anchors), args_), args.device, 3 if slow else repeats) / bce_eager
+        fast = float("nan")
+        if compiled and not slow:
+            torch._dynamo.reset()
+            fast = timed(step(torch.compile(objective(name, anchors)), args_), args.device, repeats) / bce_compiled
+        pairs = batch * batch * labels if name in (ROC_HINGE, ROC_XENT) else 0
+        baseline = (timed(step(literal_objective(name, anchors), args_), args.device, repeats) / bce_eager
+                    if pairs <= 2**24 else float("nan"))  # the pairwise form needs B^2 memory
+        peak = peak_extra_bytes(name, batch, labels, anchors, args.device)
+        print(f"{name:48s} {batch:8d} {labels:4d} {elements:10d} {eager:7.2f} {fast:9.2f} "
+              f"{baseline:8.2f} {peak / 2**20:9.1f} {peak / (4 * elements):10.2f}")
     batch, count = (512, 2) if args.quick else (2**20, 16)
     ratio = target_sweep_ratio(batch, count, args.device, repeats)
     print(f"\nvmap over K = {count} target precisions (recall_at_precision_loss, B = {batch}, L = 1): "

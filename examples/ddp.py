@@ -69,6 +69,7 @@ def main() -> None:
             print(f"rank {other}: lambda {lam:.4f}  label prior {prior:.4f}")
         print(f"held-out precision {precision_score(y_test, predicted, zero_division=0):.3f} "
               f"(target {args.target_precision}), recall {recall_score(y_test, predicted):.3f}")
+    dist.barrier()  # no rank tears gloo down while another still uses it
     dist.destroy_process_group()
 
 

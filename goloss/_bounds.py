@@ -36,9 +36,20 @@ def bounds_from_parts(
     Returns:
       ``(true_positives_lower_bound, false_positives_upper_bound)``, each ``[...]``.
     """
-    true_positives = (weights * (labels - positive_part / scale)).sum(0)
-    false_positives = (weights * negative_part).sum(0) / scale
-    return true_positives, false_positives
+    return bounds_from_sums(
+        (weights * labels).sum(0), (weights * positive_part).sum(0), (weights * negative_part).sum(0), scale
+    )
+
+
+def bounds_from_sums(
+    positives: torch.Tensor, positive_loss: torch.Tensor, negative_loss: torch.Tensor, scale: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both bounds from batch sums (any equal shapes): ``sum w*y``, ``sum w*L+`` and ``sum w*L-``.
+
+    Returns:
+      ``(positives - positive_loss / scale, negative_loss / scale)``.
+    """
+    return positives - positive_loss / scale, negative_loss / scale
 
 
 def _bounds(

@@ -21,9 +21,8 @@ import torch
 from ._anchor_sum import anchor_sum
 from ._anchors import range_to_anchors_and_delta
 from ._roc_auc import roc_auc_elementwise
-from ._bounds import bounds_from_parts
-from ._priors import batch_label_priors
-from ._surrogates import indicator_scale, surrogate_parts
+from ._bounds import bounds_from_sums
+from ._surrogates import indicator_scale, weighted_parts
 from ._validation import (
     REDUCTIONS,
     SURROGATE_TYPES,
@@ -49,11 +48,22 @@ class _Batch:
         check_choice("reduction", reduction, REDUCTIONS)
         self.shape = logits.shape
         self.reduction = reduction
+        self.weighted = weights is not None  # without weights, w = 1 is never multiplied in
         self.x, self.y, self.w = as_batch_by_label(logits, labels, weights)
         self.num_labels = self.x.shape[1]
         self.surrogate_type = surrogate_type
         self.scale = indicator_scale(surrogate_type)
-        self.active = (self.w > 0).to(self.x.dtype)  # zero weights mask examples out
+        rows = float(self.x.shape[0])
+        if self.weighted:
+            self.active = (self.w > 0).to(self.x.dtype)  # zero weights mask examples out
+            self.on_positives = self.w * self.y
+            self.on_negatives = self.w - self.on_positives
+            self.positives, self.active_rows, self.weight_sum = (
+                self.on_positives.sum(0), self.active.sum(0), self.w.sum(0)
+            )
+        else:
+            self.active, self.on_positives, self.on_negatives = 1.0, self.y, 1.0 - self.y
+            self.positives, self.active_rows, self.weight_sum = self.y.sum(0), rows, rows
 
     def per_label(
         self, name: str, value: TensorLike, extra: tuple[int, ...] = (), unit_interval: bool = False
@@ -71,14 +81,20 @@ class _Batch:
         return broadcast_to(name, value, shape, f"{expected} with L, A = {shape}")
 
     def priors(self, label_priors: Optional[TensorLike]) -> torch.Tensor:
-        """Given priors as ``[L]``, or the one-batch streaming estimate."""
+        """Given priors as ``[L]``, or the one-batch streaming estimate ``(1 + sum w*y) / (2 + sum w)``."""
         if label_priors is None:
-            return batch_label_priors(self.y, self.w)
+            return (1.0 + self.positives) / (2.0 + self.weight_sum)
         return self.per_label("label_priors", label_priors, unit_interval=True)
 
+    def parts(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(w * y * L+(logits), w * (1 - y) * L-(logits))``, ``[B, L]`` (or broadcast)."""
+        return weighted_parts(logits, self.on_positives, self.on_negatives, self.surrogate_type)
+
     def finish(self, loss: torch.Tensor, aux: dict) -> tuple[torch.Tensor, Aux]:
-        """Loss back to the input's shape and reduced; aux without the L axis for ``[B]`` input."""
-        loss = reduce(loss.reshape(self.shape), self.reduction)
+        """Loss back to the input's shape and reduced (unless already reduced); aux without the
+        L axis for ``[B]`` input."""
+        if loss.dim() > 0:
+            loss = reduce(loss.reshape(self.shape), self.reduction)
         if len(self.shape) == 1:
             aux = {key: value.squeeze(0) for key, value in aux.items()}
         return loss, aux
@@ -101,23 +117,31 @@ def _rate_loss(
     label_priors: Optional[TensorLike],
     surrogate_type: str,
     reduction: str,
-    lagrangian: Callable[..., torch.Tensor],
+    coefficients: Callable[..., tuple],
 ) -> tuple[torch.Tensor, Aux]:
     """Shared body of the four rate losses.
 
-    ``lagrangian(pos, neg, lam, t, p, scale)`` returns the per-example part (from the weighted
-    surrogate parts ``pos``, ``neg``) and the constant constraint part of each row; the latter is
-    added to the rows of non-zero weight only, so that a zero weight masks an example out.
+    ``coefficients(lam, t, p, scale)`` gives, per label, the weights of the weighted surrogate
+    on positives and on negatives, and the constant constraint term of each row; the latter is
+    added to the rows of non-zero weight only, so that a zero weight masks an example out. With
+    ``reduction="mean"`` or ``"sum"`` the loss is formed from per-label batch sums (the same
+    sums as the bounds), so no second ``[B, L]`` Lagrangian is built and a ``vmap`` over targets
+    or multipliers only batches ``[L]``-sized work.
     """
     _check_no_params(params, name)
     batch = _Batch(logits, labels, weights, surrogate_type, reduction)
     lam = batch.per_label("lambdas", lambdas)
     t = batch.per_label(target_name, target, unit_interval=True)
     p = batch.priors(label_priors)
-    positive, negative = surrogate_parts(batch.x, batch.y, surrogate_type)
-    per_example, per_row = lagrangian(batch.w * positive, batch.w * negative, lam, t, p, batch.scale)
-    loss = per_example + per_row * batch.active
-    tp_lower, fp_upper = bounds_from_parts(batch.y, batch.w, positive, negative, batch.scale)
+    positive, negative = batch.parts(batch.x)
+    positive_sum, negative_sum = positive.sum(0), negative.sum(0)
+    on_positives, on_negatives, per_row = coefficients(lam, t, p, batch.scale)
+    if reduction == "none":
+        loss = on_positives * positive + on_negatives * negative + per_row * batch.active
+    else:
+        total = (on_positives * positive_sum + on_negatives * negative_sum + per_row * batch.active_rows).sum()
+        loss = total / batch.x.numel() if reduction == "mean" else total
+    tp_lower, fp_upper = bounds_from_sums(batch.positives, positive_sum, negative_sum, batch.scale)
     aux = {
         "lambdas": lam,
         "label_priors": p,
@@ -173,7 +197,7 @@ def recall_at_precision_loss(
     return _rate_loss(
         "recall_at_precision_loss", params, lambdas, logits, labels, target_precision,
         "target_precision", weights, label_priors, surrogate_type, reduction,
-        lambda pos, neg, lam, t, p, s: ((1.0 + lam * (1.0 - t)) * pos + lam * t * neg, -lam * (1.0 - t) * p * s),
+        lambda lam, t, p, s: (1.0 + lam * (1.0 - t), lam * t, -lam * (1.0 - t) * p * s),
     )
 
 
@@ -201,7 +225,7 @@ def precision_at_recall_loss(
     return _rate_loss(
         "precision_at_recall_loss", params, lambdas, logits, labels, target_recall,
         "target_recall", weights, label_priors, surrogate_type, reduction,
-        lambda pos, neg, lam, t, p, s: (lam * pos + neg, lam * p * (t - 1.0) * s),
+        lambda lam, t, p, s: (lam, 1.0, lam * p * (t - 1.0) * s),
     )
 
 
@@ -226,7 +250,7 @@ def false_positive_rate_at_true_positive_rate_loss(
     return _rate_loss(
         "false_positive_rate_at_true_positive_rate_loss", params, lambdas, logits, labels,
         target_rate, "target_rate", weights, label_priors, surrogate_type, reduction,
-        lambda pos, neg, lam, t, p, s: (lam * pos + neg, lam * p * (t - 1.0) * s),
+        lambda lam, t, p, s: (lam, 1.0, lam * p * (t - 1.0) * s),
     )
 
 
@@ -254,7 +278,7 @@ def true_positive_rate_at_false_positive_rate_loss(
     return _rate_loss(
         "true_positive_rate_at_false_positive_rate_loss", params, lambdas, logits, labels,
         target_rate, "target_rate", weights, label_priors, surrogate_type, reduction,
-        lambda pos, neg, lam, t, p, s: (pos + lam * neg, -lam * t * (1.0 - p) * s),
+        lambda lam, t, p, s: (1.0, lam, -lam * t * (1.0 - p) * s),
     )
 
 
@@ -313,9 +337,8 @@ def precision_recall_auc_loss(
     lambda_term = (lam * (1.0 - a)).sum(-1) * p * batch.scale  # [L]
     loss = (weighted - lambda_term * batch.active) * (delta / (hi - lo - delta))
 
-    tp_lower, fp_upper = bounds_from_parts(
-        batch.y, batch.w, *surrogate_parts(batch.x, batch.y, surrogate_type), batch.scale
-    )
+    positive, negative = batch.parts(batch.x)
+    tp_lower, fp_upper = bounds_from_sums(batch.positives, positive.sum(0), negative.sum(0), batch.scale)
     aux = {
         "lambdas": lam,
         "biases": biases,

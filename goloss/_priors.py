@@ -86,16 +86,3 @@ def update_label_prior_counts(
     positives, total = batch_label_counts(labels, weights)
     new = LabelPriorCounts(counts.weighted_label_counts + positives, counts.weight_sum + total)
     return new, new.weighted_label_counts / new.weight_sum
-
-
-def batch_label_priors(labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``(1 + sum w*y) / (2 + sum w)`` per label: the streaming estimate after one batch.
-
-    Args:
-      labels, weights: ``[B, L]``.
-
-    Returns:
-      ``[L]``.
-    """
-    positives, total = batch_label_counts(labels, weights)
-    return (1.0 + positives) / (2.0 + total)

@@ -44,13 +44,24 @@ def surrogate_parts(
       ``z * softplus(-x)`` and ``(1 - z) * softplus(x)`` for xent,
       ``z * relu(1 - x)`` and ``(1 - z) * relu(1 + x)`` for hinge.
     """
+    return weighted_parts(logits, labels, 1.0 - labels, surrogate_type)
+
+
+def weighted_parts(
+    logits: torch.Tensor, on_positives: TensorLike, on_negatives: TensorLike, surrogate_type: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(on_positives * L+(x), on_negatives * L-(x))``, the surrogate evaluated once.
+
+    ``on_positives`` and ``on_negatives`` broadcast against ``logits``: e.g. ``w * y`` and
+    ``w * (1 - y)``. Shapes: the broadcast shape.
+    """
     positive = loss_if_positive(logits, surrogate_type)
     if surrogate_type == "xent":
         # softplus(x) = softplus(-x) + x: the transcendental part is evaluated once.
         negative = positive + logits
     else:
         negative = torch.relu(1.0 + logits)
-    return labels * positive, (1.0 - labels) * negative
+    return on_positives * positive, on_negatives * negative
 
 
 def loss_if_positive(logits: torch.Tensor, surrogate_type: str) -> torch.Tensor:

@@ -9,6 +9,7 @@ value cannot steer Python, and :func:`set_value_checks` turns them off for speed
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Union
 
@@ -50,12 +51,15 @@ def check_values(
     if not value_checks_active() or tensor.numel() == 0:
         return
     values = tensor.detach()
-    bad = ~torch.isfinite(values)
-    if low is not None:
-        bad |= values < low
-    if high is not None:
-        bad |= values > high
-    if bool(bad.any()):
+    smallest, largest = torch.aminmax(values)  # one pass; NaN makes both comparisons fail
+    low_ok = smallest >= low if low is not None else smallest > -math.inf
+    high_ok = largest <= high if high is not None else largest < math.inf
+    if not bool(low_ok & high_ok):
+        bad = ~torch.isfinite(values)
+        if low is not None:
+            bad |= values < low
+        if high is not None:
+            bad |= values > high
         raise ValueError(f"{name} must be {expected}, got {values[bad].flatten()[0].item()!r}")
 
 

@@ -62,6 +62,7 @@ def main(out):
     roc.sum().backward()
     results["roc"] = {"loss": roc.detach(), "grad": logits.grad}
     torch.save(results, os.path.join(out, f"rank{rank}.pt"))
+    dist.barrier()  # no rank tears gloo down while another still uses it
     dist.destroy_process_group()
 
 
