@@ -28,28 +28,47 @@ def _per_label_sum(values, coefficients):
     return torch.einsum("blk,lk->bl", values, coefficients)
 
 
-def _batch_sum(scale, values):
-    """``sum_b scale[b, l] * values[b, l, k]`` -> ``[L, K]``."""
-    return torch.einsum("bl,blk->lk", scale, values)
+def _label_major(logits, biases):
+    """``z[l, b, k] = logits[b, l] + biases[l, k]``: ``[L, B, A]``, so that sums over the anchor
+    axis or the batch axis are batched matrix products with no copy."""
+    return logits.t().unsqueeze(-1) + biases.unsqueeze(1)
+
+
+def _softplus_of_negative(z):
+    """``softplus(-z)`` in one kernel (``softplus`` with ``beta=-1`` is ``-softplus(-z)``)."""
+    return F.softplus(z, beta=-1.0).neg_()
+
+
+def _anchor_sums(values, columns):
+    """``[L, B, A] x [L, A, n] -> [B, L, n]``: per-label sums over the anchor axis."""
+    return torch.bmm(values, columns).transpose(0, 1)
+
+
+def _batch_sums(rows, values):
+    """``[L, n, B] x [L, B, A] -> [L, n, A]``: per-label weighted sums over the batch axis."""
+    return torch.bmm(rows, values)
 
 
 class AnchorSum(torch.autograd.Function):
-    """``g [B, L]`` above, for ``hinge`` False (xent) or True; differentiable in x, w, b and lambdas."""
+    """``g [B, L]`` above, for ``hinge`` False (xent) or True; differentiable in x, w, b and lambdas.
+
+    Peak extra memory: two ``[L, B, A]`` tensors in forward and in backward.
+    """
 
     generate_vmap_rule = True
 
     @staticmethod
     def forward(logits, labels, weights, biases, lambdas, anchors, hinge):
         c, d = _anchor_weights(lambdas, anchors)
-        shifted = logits.unsqueeze(-1) + biases
+        shifted = _label_major(logits, biases)
         if hinge:
-            on_positives = _per_label_sum(torch.relu(1.0 - shifted), c)
-            on_negatives = _per_label_sum(torch.relu(1.0 + shifted), d)
+            on_positives = _anchor_sums(torch.relu_(1.0 - shifted), c.unsqueeze(-1))[..., 0]
+            on_negatives = _anchor_sums(torch.relu_(shifted.add_(1.0)), d.unsqueeze(-1))[..., 0]
         else:
-            positive = -F.logsigmoid(shifted)
-            on_positives = _per_label_sum(positive, c)
-            # softplus(z) = softplus(-z) + z, summed against d without a second [B, L, A] tensor.
-            on_negatives = _per_label_sum(positive, d) + logits * d.sum(-1) + (d * biases).sum(-1)
+            sums = _anchor_sums(_softplus_of_negative(shifted), torch.stack([c, d], -1))
+            on_positives = sums[..., 0]
+            # softplus(z) = softplus(-z) + z, summed against d without a second [L, B, A] tensor.
+            on_negatives = sums[..., 1] + logits * d.sum(-1) + (d * biases).sum(-1)
         unweighted = labels * on_positives + (1.0 - labels) * on_negatives
         return weights * unweighted, unweighted
 
@@ -95,17 +114,36 @@ class AnchorSum(torch.autograd.Function):
     def backward(ctx, grad_output, _):
         logits, labels, weights, biases, lambdas, anchors, unweighted = ctx.saved_tensors
         c, d = _anchor_weights(lambdas, anchors)
-        shifted = logits.unsqueeze(-1) + biases
         scaled = grad_output * weights
         on_positives, on_negatives = scaled * labels, scaled * (1.0 - labels)
-        slope_positive, slope_negative, positive, negative = AnchorSum._slopes_and_parts(ctx.hinge, shifted)
-        grad_c = _batch_sum(on_positives, positive)
-        grad_d = _batch_sum(on_negatives, negative)
-        grad_logits = labels * _per_label_sum(slope_positive, c) + (1.0 - labels) * _per_label_sum(slope_negative, d)
-        grad_logits = scaled * grad_logits
-        grad_biases = c * _batch_sum(on_positives, slope_positive) + d * _batch_sum(on_negatives, slope_negative)
+        rows = torch.stack([on_positives.t(), on_negatives.t()], 1)  # [L, 2, B]
+        shifted = _label_major(logits, biases)
+        if ctx.hinge:
+            below = (shifted < 1.0).to(shifted.dtype)  # -dL+/dz
+            slope_sum_positive = _anchor_sums(below, c.unsqueeze(-1))[..., 0]
+            batch_positive = _batch_sums(rows[:, :1], below)[:, 0]
+            above = below.copy_(shifted > -1.0)  # dL-/dz, reusing the buffer
+            slope_sum_negative = _anchor_sums(above, d.unsqueeze(-1))[..., 0]
+            batch_negative = _batch_sums(rows[:, 1:], above)[:, 0]
+            del below, above
+            grad_logits = -labels * slope_sum_positive + (1.0 - labels) * slope_sum_negative
+            grad_biases = -c * batch_positive + d * batch_negative
+            grad_c = _batch_sums(rows[:, :1], torch.relu(1.0 - shifted))[:, 0]
+            grad_d = _batch_sums(rows[:, 1:], torch.relu_(shifted.add_(1.0)))[:, 0]
+        else:
+            sigmoid = torch.sigmoid(shifted)  # dL-/dz; dL+/dz = sigmoid - 1
+            anchor = _anchor_sums(sigmoid, torch.stack([c, d], -1))  # [B, L, 2]
+            batch = _batch_sums(rows, sigmoid)  # [L, 2, A]
+            del sigmoid
+            grad_logits = labels * (anchor[..., 0] - c.sum(-1)) + (1.0 - labels) * anchor[..., 1]
+            grad_biases = c * (batch[:, 0] - on_positives.sum(0).unsqueeze(-1)) + d * batch[:, 1]
+            positive = _batch_sums(rows, _softplus_of_negative(shifted))  # [L, 2, A]
+            grad_c = positive[:, 0]
+            # sum_b on_neg * softplus(z) = sum_b on_neg * (softplus(-z) + x + b_k)
+            grad_d = positive[:, 1] + ((on_negatives * logits).sum(0).unsqueeze(-1)
+                                       + on_negatives.sum(0).unsqueeze(-1) * biases)
         grad_lambdas = (1.0 - anchors) * grad_c + anchors * grad_d
-        return grad_logits, None, grad_output * unweighted, grad_biases, grad_lambdas, None, None
+        return scaled * grad_logits, None, grad_output * unweighted, grad_biases, grad_lambdas, None, None
 
 
 def anchor_sum_reference(logits, labels, weights, biases, lambdas, anchors, hinge):
