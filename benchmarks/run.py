@@ -36,7 +36,7 @@ TARGETS = {
 PR_AUC, ROC_HINGE, ROC_XENT = "precision_recall_auc_loss", "roc_auc_loss (hinge)", "roc_auc_loss (xent)"
 
 
-def timed(fn, device, repeats):
+def timed(fn, device, repeats, warmup=2):
     def once():
         start = time.perf_counter()
         fn()
@@ -44,9 +44,19 @@ def timed(fn, device, repeats):
             torch.cuda.synchronize()
         return time.perf_counter() - start
 
-    for _ in range(2):
+    for _ in range(warmup):
         once()
     return statistics.median(once() for _ in range(repeats))
+
+
+def timed_ratio(fn, baseline, device, repeats):
+    """Median over ``repeats`` of time(fn) / time(baseline), the two timed back to back, so that
+    the load of a shared machine affects both sides of each ratio alike."""
+    timed(fn, device, 1)
+    timed(baseline, device, 1)
+    return statistics.median(
+        timed(fn, device, 1, warmup=0) / timed(baseline, device, 1, warmup=0) for _ in range(repeats)
+    )
 
 
 def objective(name, anchors):
@@ -92,7 +102,6 @@ def bce_step(elements, device, compiled=False):
     y = (torch.rand(elements, device=device) < 0.2).float()
     f = torch.nn.functional.binary_cross_entropy_with_logits
     if compiled:
-        torch._dynamo.reset()
         f = torch.compile(f)
     return step(f, (x, y))
 
@@ -147,7 +156,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat, no compile: a smoke run")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
     parser.add_argument("--peak-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -163,7 +172,8 @@ def main(argv=None):
     repeats = 1 if args.quick else args.repeats
     compiled = not (args.quick or args.no_compile)
     print(f"goloss {goloss.__version__}, torch {torch.__version__}, device {args.device}, "
-          f"threads {torch.get_num_threads()}, median of {repeats} after warm-up, float32, reduction='mean'")
+          f"threads {torch.get_num_threads()}, median of {repeats} back-to-back ratios after warm-up, "
+          "float32, reduction='mean'")
     print("eager / compiled / literal: forward+backward time over BCE-with-logits forward+backward on the same "
           "number of elements (compiled: torch.compile(goloss) over torch.compile(BCE)); peak: extra memory, "
           "in MiB and in float32 tensors of that many elements")
@@ -172,24 +182,20 @@ def main(argv=None):
     print(header)
     print("-" * len(header))
     baselines = {}
-    name, batch, labels = rows[0]  # warm the allocator and thread pool before the first row
-    timed(step(objective(name, anchors), inputs(name, batch, labels, anchors, args.device)), args.device, repeats)
     for name, batch, labels in rows:
         elements = batch * labels * (anchors if name == PR_AUC else 1)
         if elements not in baselines:
-            baselines[elements] = (timed(bce_step(elements, args.device), args.device, repeats),
-                                   timed(bce_step(elements, args.device, True), args.device, repeats)
-                                   if compiled else float("nan"))
+            baselines[elements] = (bce_step(elements, args.device), bce_step(elements, args.device, compiled))
         bce_eager, bce_compiled = baselines[elements]
         args_ = inputs(name, batch, labels, anchors, args.device)
         slow = name == ROC_XENT and not args.quick
-        eager = timed(step(objective(name, anchors), args_), args.device, 3 if slow else repeats) / bce_eager
+        eager = timed_ratio(step(objective(name, anchors), args_), bce_eager, args.device, 3 if slow else repeats)
         fast = float("nan")
         if compiled and not slow:
             torch._dynamo.reset()
-            fast = timed(step(torch.compile(objective(name, anchors)), args_), args.device, repeats) / bce_compiled
+            fast = timed_ratio(step(torch.compile(objective(name, anchors)), args_), bce_compiled, args.device, repeats)
         pairs = batch * batch * labels if name in (ROC_HINGE, ROC_XENT) else 0
-        baseline = (timed(step(literal_objective(name, anchors), args_), args.device, repeats) / bce_eager
+        baseline = (timed_ratio(step(literal_objective(name, anchors), args_), bce_eager, args.device, repeats)
                     if pairs <= 2**24 else float("nan"))  # the pairwise form needs B^2 memory
         peak = peak_extra_bytes(name, batch, labels, anchors, args.device)
         print(f"{name:48s} {batch:8d} {labels:4d} {elements:10d} {eager:7.2f} {fast:9.2f} "
