@@ -212,7 +212,7 @@ class _GlobalObjectiveLoss(nn.Module):
             )
         priors = self._priors_for(y, w)
         lambdas = self._multipliers()
-        loss, aux = self._call(lambdas, x, y, w, priors)
+        loss, aux = self._call(lambdas, x, y, None if weights is None else w, priors)
         self.last_aux = {key: value.detach().clone() for key, value in aux.items()}
         with torch.no_grad():
             self.last_diagnostics = self._diagnostics(x, y, w, loss.detach(), self.last_aux)
