@@ -34,6 +34,7 @@ from ._validation import (
     check_unit_interval,
     check_values,
     reduce,
+    value_checks_active,
 )
 
 Params = Optional[Mapping[str, torch.Tensor]]
@@ -66,15 +67,17 @@ class _Batch:
             self.positives, self.active_rows, self.weight_sum = self.y.sum(0), rows, rows
 
     def per_label(
-        self, name: str, value: TensorLike, extra: tuple[int, ...] = (), unit_interval: bool = False
+        self, name: str, value: TensorLike, extra: tuple[int, ...] = (), unit_interval: bool = False,
+        non_negative: bool = False,
     ) -> torch.Tensor:
-        """``value`` broadcast to ``[L, *extra]``, checked and named in errors."""
+        """``value`` broadcast to ``[L, *extra]``, checked (finite; in [0, 1] or >= 0 if asked)
+        and named in errors."""
         if unit_interval:
             check_unit_interval(name, value)
         shape = (self.num_labels, *extra)
         expected = "[] or [L]" if not extra else "[A], [1, A] or [L, A]"
         value = as_tensor(value, self.x)
-        if name == "lambdas":
+        if non_negative:
             check_values(name, value, "finite and >= 0", 0.0)
         elif not unit_interval:
             check_values(name, value, "finite")
@@ -130,7 +133,7 @@ def _rate_loss(
     """
     _check_no_params(params, name)
     batch = _Batch(logits, labels, weights, surrogate_type, reduction)
-    lam = batch.per_label("lambdas", lambdas)
+    lam = batch.per_label("lambdas", lambdas, non_negative=True)
     t = batch.per_label(target_name, target, unit_interval=True)
     p = batch.priors(label_priors)
     positive, negative = batch.parts(batch.x)
@@ -329,7 +332,7 @@ def precision_recall_auc_loss(
     batch = _Batch(logits, labels, weights, surrogate_type, reduction)
     biases = (params or {}).get("biases")
     biases = batch.per_label("biases", 0.0 if biases is None else biases, (num_anchors,))
-    lam = batch.per_label("lambdas", lambdas, (num_anchors,))
+    lam = batch.per_label("lambdas", lambdas, (num_anchors,), non_negative=True)
     p = batch.priors(label_priors)
     a = torch.tensor(anchors, dtype=batch.x.dtype, device=batch.x.device)
 
@@ -385,7 +388,7 @@ def roc_auc_loss(
     """
     _check_no_params(params, "roc_auc_loss")
     batch = _Batch(logits, labels, weights, surrogate_type, reduction)
-    if surrogate_type == "hinge":
+    if surrogate_type == "hinge" and value_checks_active():  # y * (1 - y) is built only when read
         check_values("labels", batch.y * (1.0 - batch.y), "0 or 1 with the hinge surrogate", 0.0, 0.0)
     return batch.finish(roc_auc_elementwise(batch.x, batch.y, batch.w, surrogate_type), {})
 
