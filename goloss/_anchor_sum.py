@@ -61,16 +61,28 @@ class AnchorSum(torch.autograd.Function):
     def forward(logits, labels, weights, biases, lambdas, anchors, hinge):
         c, d = _anchor_weights(lambdas, anchors)
         shifted = _label_major(logits, biases)
+        on_positive_rows = weights * labels
+        on_negative_rows = weights - on_positive_rows
+        rows = torch.stack([on_positive_rows.t(), on_negative_rows.t()], 1)  # [L, 2, B]
         if hinge:
-            on_positives = _anchor_sums(torch.relu_(1.0 - shifted), c.unsqueeze(-1))[..., 0]
-            on_negatives = _anchor_sums(torch.relu_(shifted.add_(1.0)), d.unsqueeze(-1))[..., 0]
+            positive = torch.relu_(1.0 - shifted)
+            on_positives = _anchor_sums(positive, c.unsqueeze(-1))[..., 0]
+            positive_sums = _batch_sums(rows[:, :1], positive)[:, 0]
+            del positive
+            negative = torch.relu_(shifted.add_(1.0))
+            on_negatives = _anchor_sums(negative, d.unsqueeze(-1))[..., 0]
+            negative_sums = _batch_sums(rows[:, 1:], negative)[:, 0]
         else:
-            sums = _anchor_sums(_softplus_of_negative(shifted), torch.stack([c, d], -1))
-            on_positives = sums[..., 0]
-            # softplus(z) = softplus(-z) + z, summed against d without a second [L, B, A] tensor.
+            positive = _softplus_of_negative(shifted)
+            sums = _anchor_sums(positive, torch.stack([c, d], -1))
+            batch = _batch_sums(rows, positive)  # [L, 2, A]
+            on_positives, positive_sums = sums[..., 0], batch[:, 0]
+            # softplus(z) = softplus(-z) + z, summed without a second [L, B, A] tensor.
             on_negatives = sums[..., 1] + logits * d.sum(-1) + (d * biases).sum(-1)
+            negative_sums = batch[:, 1] + ((on_negative_rows * logits).sum(0).unsqueeze(-1)
+                                           + on_negative_rows.sum(0).unsqueeze(-1) * biases)
         unweighted = labels * on_positives + (1.0 - labels) * on_negatives
-        return weights * unweighted, unweighted
+        return weights * unweighted, unweighted, positive_sums, negative_sums
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -78,7 +90,7 @@ class AnchorSum(torch.autograd.Function):
         ctx.hinge = hinge
         ctx.save_for_backward(logits, labels, weights, biases, lambdas, anchors, output[1])
         ctx.save_for_forward(logits, labels, weights, biases, lambdas, anchors, output[1])
-        ctx.mark_non_differentiable(output[1])
+        ctx.mark_non_differentiable(*output[1:])
 
     @staticmethod
     def _slopes_and_parts(hinge, shifted):
@@ -108,10 +120,10 @@ class AnchorSum(torch.autograd.Function):
         tangent = weights * tangent
         if weights_t is not None:
             tangent = tangent + weights_t * unweighted
-        return tangent, None
+        return tangent, None, None, None
 
     @staticmethod
-    def backward(ctx, grad_output, _):
+    def backward(ctx, grad_output, *_):
         logits, labels, weights, biases, lambdas, anchors, unweighted = ctx.saved_tensors
         c, d = _anchor_weights(lambdas, anchors)
         scaled = grad_output * weights
@@ -155,10 +167,22 @@ def anchor_sum_reference(logits, labels, weights, biases, lambdas, anchors, hing
     return weights * (c * y * positive + d * (1.0 - y) * negative).sum(-1)
 
 
+def _per_anchor_sums_reference(logits, labels, weights, biases, hinge):
+    """``(sum_b w y L+(x + b_k), sum_b w (1 - y) L-(x + b_k))``, ``[L, A]`` each, as plain ops."""
+    _, _, positive, negative = AnchorSum._slopes_and_parts(hinge, logits.unsqueeze(-1) + biases)
+    on_positive = (weights * labels).unsqueeze(-1)
+    return (on_positive * positive).sum(0), ((weights.unsqueeze(-1) - on_positive) * negative).sum(0)
+
+
 def anchor_sum(logits, labels, weights, biases, lambdas, anchors, hinge: bool):
-    """``g [B, L]``: the memory-lean :class:`AnchorSum` in eager mode and under ``torch.func``;
-    the plain expression under ``torch.compile`` (Dynamo cannot trace a custom ``jvp``, and the
-    compiler fuses the anchor axis itself)."""
+    """``(g [B, L], sum_b w y L+ [L, A], sum_b w (1 - y) L- [L, A])``; the sums carry no gradient.
+
+    The memory-lean :class:`AnchorSum` in eager mode and under ``torch.func``; the plain
+    expression under ``torch.compile`` (Dynamo cannot trace a custom ``jvp``, and the compiler
+    fuses the anchor axis itself).
+    """
     if torch.compiler.is_compiling():
-        return anchor_sum_reference(logits, labels, weights, biases, lambdas, anchors, hinge)
-    return AnchorSum.apply(logits, labels, weights, biases, lambdas, anchors, hinge)[0]
+        sums = _per_anchor_sums_reference(logits.detach(), labels, weights.detach(), biases.detach(), hinge)
+        return (anchor_sum_reference(logits, labels, weights, biases, lambdas, anchors, hinge), *sums)
+    weighted, _, positive_sums, negative_sums = AnchorSum.apply(logits, labels, weights, biases, lambdas, anchors, hinge)
+    return weighted, positive_sums, negative_sums

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Sequence
+
+from ._validation import check_positive_int
 
 
 def check_precision_range(precision_range: Sequence[float], num_anchors: int) -> tuple[float, float]:
@@ -13,8 +14,7 @@ def check_precision_range(precision_range: Sequence[float], num_anchors: int) ->
     positive integer. (The original accepted a length-1 range and equal ends,
     then failed with ``IndexError`` or returned NaN.)
     """
-    if isinstance(num_anchors, bool) or not isinstance(num_anchors, numbers.Integral) or num_anchors < 1:
-        raise ValueError(f"num_anchors must be a positive integer, got {num_anchors!r}")
+    check_positive_int("num_anchors", num_anchors)
     try:
         lo, hi = (float(v) for v in precision_range)
     except (TypeError, ValueError):

@@ -14,7 +14,7 @@ AISTATS 2017 (arXiv:1608.04802); TensorFlow ``global_objectives``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence, Union
 
 import torch
 
@@ -22,6 +22,7 @@ from ._anchor_sum import anchor_sum
 from ._anchors import range_to_anchors_and_delta
 from ._roc_auc import roc_auc_elementwise
 from ._bounds import bounds_from_sums
+from ._strict import counts_from_batch, rates_and_violation
 from ._surrogates import indicator_scale, weighted_parts
 from ._validation import (
     REDUCTIONS,
@@ -41,7 +42,7 @@ Params = Optional[Mapping[str, torch.Tensor]]
 Aux = dict
 
 
-class _Batch:
+class Batch:
     """Validated inputs of one call, brought to ``[B, L]``, with the surrogate parts."""
 
     def __init__(self, logits, labels, weights, surrogate_type, reduction):
@@ -55,6 +56,8 @@ class _Batch:
         self.surrogate_type = surrogate_type
         self.scale = indicator_scale(surrogate_type)
         rows = float(self.x.shape[0])
+        # aux["objective"] and aux["violation"] are of the reduced loss (of the sum for "none").
+        self.norm = float(self.x.numel()) if reduction == "mean" else 1.0
         if self.weighted:
             self.active = (self.w > 0).to(self.x.dtype)  # zero weights mask examples out
             self.on_positives = self.w * self.y
@@ -108,8 +111,112 @@ def _check_no_params(params: Params, name: str) -> None:
         raise ValueError(f"{name} has no primal parameters: params must be None or {{}}, got keys {list(params)}")
 
 
+class RateLagrangian(NamedTuple):
+    """What tells the four rate losses apart, per label (``t`` target, ``p`` prior, ``s`` scale).
+
+    The batch sum of a rate loss is ``objective + lam * violation`` with ``objective`` the sum of
+    the surrogate on positives (``objective_on_positives``) or on negatives, and ``violation =
+    a * sum w*y*L+ + b * sum w*(1-y)*L- + c * (rows of non-zero weight)`` where
+    ``(a, b, c) = violation(t, p, s)``; ``constraint`` names the strict constraint's rate.
+    """
+
+    objective_on_positives: bool
+    violation: Callable[..., tuple]
+    constraint: str
+
+
+RECALL_AT_PRECISION = RateLagrangian(True, lambda t, p, s: (1.0 - t, t, -(1.0 - t) * p * s), "precision")
+PRECISION_AT_RECALL = RateLagrangian(False, lambda t, p, s: (1.0, 0.0, p * (t - 1.0) * s), "recall")
+TPR_AT_FPR = RateLagrangian(True, lambda t, p, s: (0.0, 1.0, -t * (1.0 - p) * s), "false_positive_rate")
+
+
+def _times(coefficient, value):
+    """``coefficient * value``, with no kernel for a Python 0, 1 or None (None meaning 0)."""
+    if coefficient is None:
+        return None
+    if isinstance(coefficient, float):
+        return None if coefficient == 0.0 else value if coefficient == 1.0 else coefficient * value
+    return coefficient * value
+
+
+def _row_weight(coefficient, lam, objective: bool):
+    """The weight of a surrogate part in a row: ``lam * coefficient``, plus 1 on the objective's part."""
+    scaled = _times(coefficient, lam)
+    if not objective:
+        return scaled
+    return 1.0 if scaled is None else scaled + 1.0
+
+
+def _sum_terms(*terms):
+    total = None
+    for term in terms:
+        if term is not None:
+            total = term if total is None else total + term
+    return total
+
+
+def _strict_aux(batch: "Batch", target: torch.Tensor, constraint: str, biases=None) -> dict:
+    """The batch's rates at the threshold and the strict violation (rate deficit), no gradient."""
+    counts = counts_from_batch(
+        batch.x, batch.on_positives, batch.w if batch.weighted else None, batch.positives, batch.weight_sum,
+        biases,
+    )
+    (precision, recall, fpr), violation = rates_and_violation(counts, target, constraint)
+    return {
+        "strict_violation": violation,
+        "true_positives": counts.true_positives,
+        "false_positives": counts.false_positives,
+        "precision": precision,
+        "recall": recall,
+        "false_positive_rate": fpr,
+    }
+
+
+def rate_loss_impl(
+    lagrangian: RateLagrangian, batch: "Batch", lam: torch.Tensor, t: torch.Tensor, p: torch.Tensor
+) -> tuple[torch.Tensor, Aux]:
+    """A rate loss of validated inputs: ``lam``, ``t``, ``p`` are ``[L]``.
+
+    The objective and the violation (``dL/dlam`` of the reduced loss; of the sum for
+    ``reduction="none"``) are formed from per-label batch sums, the same sums as the bounds;
+    with ``reduction="mean"`` or ``"sum"`` the loss is ``sum(objective + lam * violation)``, so
+    no second ``[B, L]`` Lagrangian is built and a ``vmap`` over targets or multipliers only
+    batches ``[L]``-sized work. The constraint term is added to rows of non-zero weight only.
+    """
+    positive, negative = batch.parts(batch.x)
+    positive_sum, negative_sum = positive.sum(0), negative.sum(0)
+    on_positive, on_negative, per_row = lagrangian.violation(t, p, batch.scale)
+    objective = positive_sum if lagrangian.objective_on_positives else negative_sum
+    violation = _sum_terms(
+        _times(on_positive, positive_sum), _times(on_negative, negative_sum), per_row * batch.active_rows
+    )
+    if batch.reduction == "none":
+        keep = lagrangian.objective_on_positives
+        loss = _sum_terms(
+            _times(_row_weight(on_positive, lam, keep), positive),
+            _times(_row_weight(on_negative, lam, not keep), negative),
+            (per_row * lam) * batch.active,
+        )
+    else:
+        loss = (objective + lam * violation).sum()
+    if batch.norm != 1.0:
+        loss, objective, violation = (value / batch.norm for value in (loss, objective, violation))
+    tp_lower, fp_upper = bounds_from_sums(batch.positives, positive_sum, negative_sum, batch.scale)
+    aux = {
+        "lambdas": lam,
+        "label_priors": p,
+        "true_positives_lower_bound": tp_lower,
+        "false_positives_upper_bound": fp_upper,
+        "objective": objective,
+        "violation": violation,
+        **_strict_aux(batch, t, lagrangian.constraint),
+    }
+    return batch.finish(loss, aux)
+
+
 def _rate_loss(
     name: str,
+    lagrangian: RateLagrangian,
     params: Params,
     lambdas: TensorLike,
     logits: torch.Tensor,
@@ -120,38 +227,13 @@ def _rate_loss(
     label_priors: Optional[TensorLike],
     surrogate_type: str,
     reduction: str,
-    coefficients: Callable[..., tuple],
 ) -> tuple[torch.Tensor, Aux]:
-    """Shared body of the four rate losses.
-
-    ``coefficients(lam, t, p, scale)`` gives, per label, the weights of the weighted surrogate
-    on positives and on negatives, and the constant constraint term of each row; the latter is
-    added to the rows of non-zero weight only, so that a zero weight masks an example out. With
-    ``reduction="mean"`` or ``"sum"`` the loss is formed from per-label batch sums (the same
-    sums as the bounds), so no second ``[B, L]`` Lagrangian is built and a ``vmap`` over targets
-    or multipliers only batches ``[L]``-sized work.
-    """
+    """Validate the inputs of a rate loss, then :func:`rate_loss_impl`."""
     _check_no_params(params, name)
-    batch = _Batch(logits, labels, weights, surrogate_type, reduction)
+    batch = Batch(logits, labels, weights, surrogate_type, reduction)
     lam = batch.per_label("lambdas", lambdas, non_negative=True)
     t = batch.per_label(target_name, target, unit_interval=True)
-    p = batch.priors(label_priors)
-    positive, negative = batch.parts(batch.x)
-    positive_sum, negative_sum = positive.sum(0), negative.sum(0)
-    on_positives, on_negatives, per_row = coefficients(lam, t, p, batch.scale)
-    if reduction == "none":
-        loss = on_positives * positive + on_negatives * negative + per_row * batch.active
-    else:
-        total = (on_positives * positive_sum + on_negatives * negative_sum + per_row * batch.active_rows).sum()
-        loss = total / batch.x.numel() if reduction == "mean" else total
-    tp_lower, fp_upper = bounds_from_sums(batch.positives, positive_sum, negative_sum, batch.scale)
-    aux = {
-        "lambdas": lam,
-        "label_priors": p,
-        "true_positives_lower_bound": tp_lower,
-        "false_positives_upper_bound": fp_upper,
-    }
-    return batch.finish(loss, aux)
+    return rate_loss_impl(lagrangian, batch, lam, t, batch.priors(label_priors))
 
 
 def recall_at_precision_loss(
@@ -198,9 +280,8 @@ def recall_at_precision_loss(
       (torch.Size([]), tensor(0.4000))
     """
     return _rate_loss(
-        "recall_at_precision_loss", params, lambdas, logits, labels, target_precision,
+        "recall_at_precision_loss", RECALL_AT_PRECISION, params, lambdas, logits, labels, target_precision,
         "target_precision", weights, label_priors, surrogate_type, reduction,
-        lambda lam, t, p, s: (1.0 + lam * (1.0 - t), lam * t, -lam * (1.0 - t) * p * s),
     )
 
 
@@ -226,9 +307,8 @@ def precision_at_recall_loss(
     ``target_recall`` (number, ``[]`` or ``[L]``) as the target.
     """
     return _rate_loss(
-        "precision_at_recall_loss", params, lambdas, logits, labels, target_recall,
+        "precision_at_recall_loss", PRECISION_AT_RECALL, params, lambdas, logits, labels, target_recall,
         "target_recall", weights, label_priors, surrogate_type, reduction,
-        lambda lam, t, p, s: (lam, 1.0, lam * p * (t - 1.0) * s),
     )
 
 
@@ -251,9 +331,8 @@ def false_positive_rate_at_true_positive_rate_loss(
     returns as in :func:`recall_at_precision_loss`.
     """
     return _rate_loss(
-        "false_positive_rate_at_true_positive_rate_loss", params, lambdas, logits, labels,
+        "false_positive_rate_at_true_positive_rate_loss", PRECISION_AT_RECALL, params, lambdas, logits, labels,
         target_rate, "target_rate", weights, label_priors, surrogate_type, reduction,
-        lambda lam, t, p, s: (lam, 1.0, lam * p * (t - 1.0) * s),
     )
 
 
@@ -279,9 +358,8 @@ def true_positive_rate_at_false_positive_rate_loss(
     ``target_rate`` (number, ``[]`` or ``[L]``) as the target.
     """
     return _rate_loss(
-        "true_positive_rate_at_false_positive_rate_loss", params, lambdas, logits, labels,
+        "true_positive_rate_at_false_positive_rate_loss", TPR_AT_FPR, params, lambdas, logits, labels,
         target_rate, "target_rate", weights, label_priors, surrogate_type, reduction,
-        lambda lam, t, p, s: (1.0, lam, -lam * t * (1.0 - p) * s),
     )
 
 
@@ -329,16 +407,37 @@ def precision_recall_auc_loss(
     """
     anchors, delta = range_to_anchors_and_delta(precision_range, num_anchors)
     lo, hi = float(precision_range[0]), float(precision_range[1])
-    batch = _Batch(logits, labels, weights, surrogate_type, reduction)
+    unknown = set(params or {}) - {"biases"}
+    if unknown:
+        raise ValueError(f"precision_recall_auc_loss params has one key, 'biases'; got unknown keys {sorted(unknown)}")
+    batch = Batch(logits, labels, weights, surrogate_type, reduction)
     biases = (params or {}).get("biases")
     biases = batch.per_label("biases", 0.0 if biases is None else biases, (num_anchors,))
     lam = batch.per_label("lambdas", lambdas, (num_anchors,), non_negative=True)
-    p = batch.priors(label_priors)
     a = torch.tensor(anchors, dtype=batch.x.dtype, device=batch.x.device)
+    return pr_auc_loss_impl(batch, biases, lam, a, delta / (hi - lo - delta), batch.priors(label_priors))
 
-    weighted = anchor_sum(batch.x, batch.y, batch.w, biases, lam, a, surrogate_type == "hinge")
-    lambda_term = (lam * (1.0 - a)).sum(-1) * p * batch.scale  # [L]
-    loss = (weighted - lambda_term * batch.active) * (delta / (hi - lo - delta))
+
+def pr_auc_loss_impl(
+    batch: Batch, biases: torch.Tensor, lam: torch.Tensor, anchors: torch.Tensor, normaliser: float,
+    p: torch.Tensor,
+) -> tuple[torch.Tensor, Aux]:
+    """PR-AUC of validated inputs: ``biases``, ``lam`` ``[L, A]``, ``anchors`` ``[A]``, ``p`` ``[L]``.
+
+    ``aux["objective"]`` is ``[L]`` and ``aux["violation"]`` (``dL/dlam``, of the reduced loss)
+    ``[L, A]``, formed from the per-anchor batch sums that the anchor sum returns.
+    """
+    weighted, positive_sums, negative_sums = anchor_sum(
+        batch.x, batch.y, batch.w, biases, lam, anchors, batch.surrogate_type == "hinge"
+    )
+    lambda_term = (lam * (1.0 - anchors)).sum(-1) * p * batch.scale  # [L]
+    loss = (weighted - lambda_term * batch.active) * normaliser
+    scale = normaliser / batch.norm
+    objective = positive_sums.sum(-1) * scale
+    violation = (
+        (1.0 - anchors) * (positive_sums - (p * batch.scale * batch.active_rows).unsqueeze(-1))
+        + anchors * negative_sums
+    ) * scale
 
     positive, negative = batch.parts(batch.x)
     tp_lower, fp_upper = bounds_from_sums(batch.positives, positive.sum(0), negative.sum(0), batch.scale)
@@ -348,6 +447,9 @@ def precision_recall_auc_loss(
         "label_priors": p,
         "true_positives_lower_bound": tp_lower,
         "false_positives_upper_bound": fp_upper,
+        "objective": objective,
+        "violation": violation,
+        **_strict_aux(batch, anchors, "precision", biases),
     }
     return batch.finish(loss, aux)
 
@@ -387,7 +489,7 @@ def roc_auc_loss(
       ``(loss, {})``.
     """
     _check_no_params(params, "roc_auc_loss")
-    batch = _Batch(logits, labels, weights, surrogate_type, reduction)
+    batch = Batch(logits, labels, weights, surrogate_type, reduction)
     if surrogate_type == "hinge" and value_checks_active():  # y * (1 - y) is built only when read
         check_values("labels", batch.y * (1.0 - batch.y), "0 or 1 with the hinge surrogate", 0.0, 0.0)
     return batch.finish(roc_auc_elementwise(batch.x, batch.y, batch.w, surrogate_type), {})

@@ -15,7 +15,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from ._validation import TensorLike, as_batch_by_label
+from ._validation import TensorLike, as_batch_by_label, check_positive_int
 
 
 class LabelPriorCounts(NamedTuple):
@@ -39,8 +39,7 @@ def init_label_prior_counts(
     device: Optional[torch.device] = None,
 ) -> LabelPriorCounts:
     """Fresh accumulators: ``[L]`` tensors filled with ``P`` and ``P + N`` (``P, N >= 0``, ``P + N > 0``)."""
-    if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1:
-        raise ValueError(f"num_labels must be a positive integer, got {num_labels!r}")
+    check_positive_int("num_labels", num_labels)
     if not (positive_pseudocount >= 0 and negative_pseudocount >= 0 and positive_pseudocount + negative_pseudocount > 0
             and math.isfinite(positive_pseudocount + negative_pseudocount)):
         raise ValueError(

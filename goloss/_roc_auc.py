@@ -68,7 +68,7 @@ import torch
 import torch.nn.functional as F
 
 from ._surrogates import loss_if_positive
-from ._validation import SURROGATE_TYPES, check_choice
+from ._validation import SURROGATE_TYPES, check_choice, check_positive_int
 
 __all__ = [
     "pairwise_roc_auc",
@@ -451,8 +451,7 @@ def blocked_xent_roc_auc(
     batch_size = x.shape[0]
     if block_size is None:
         block_size = default_block_size(batch_size, x.shape[1])
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-        raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
+    check_positive_int("block_size", block_size)
     if batch_size == 0:
         return x * 0.0
     # The Function works on [L, B], so that its batched matrix products need no copies.

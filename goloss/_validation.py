@@ -75,6 +75,22 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
+def check_positive_int(name: str, value: object) -> None:
+    """Raise ``ValueError`` unless ``value`` is a positive Python integer (``bool`` is refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_number(name: str, value: object, low: float | None = None) -> None:
+    """Raise ``ValueError`` unless ``value`` is a finite real number (``>= low`` if given)."""
+    if (
+        isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+        or (low is not None and value < low)
+    ):
+        bound = "" if low is None else f" >= {low:g}"
+        raise ValueError(f"{name} must be a finite number{bound}, got {value!r}")
+
+
 def check_floating(name: str, tensor: torch.Tensor) -> None:
     """Raise ``TypeError`` unless ``tensor`` is a floating-point tensor."""
     if not isinstance(tensor, torch.Tensor):

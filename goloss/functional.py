@@ -16,6 +16,7 @@ from ._losses import (
     roc_auc_loss,
     true_positive_rate_at_false_positive_rate_loss,
 )
+from ._strict import ThresholdCounts, rates_at_threshold, strict_violation, threshold_counts
 from ._priors import LabelPriorCounts, init_label_prior_counts, update_label_prior_counts
 from ._validation import set_value_checks
 from ._surrogates import (
@@ -26,6 +27,7 @@ from ._surrogates import (
 
 __all__ = [
     "LabelPriorCounts",
+    "ThresholdCounts",
     "dual_ascent_step",
     "false_positive_rate_at_true_positive_rate_loss",
     "false_positives_upper_bound",
@@ -37,7 +39,10 @@ __all__ = [
     "recall_at_precision_loss",
     "reverse_gradient",
     "roc_auc_loss",
+    "rates_at_threshold",
     "set_value_checks",
+    "strict_violation",
+    "threshold_counts",
     "true_positive_rate_at_false_positive_rate_loss",
     "true_positives_lower_bound",
     "update_label_prior_counts",

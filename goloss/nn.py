@@ -1,23 +1,35 @@
 """Thin ``torch.nn.Module`` wrappers: the state (multipliers, biases, label-prior counts) and the dual step.
 
 A module's ``forward(logits, labels, weights=None)`` returns the loss like
-``BCEWithLogitsLoss``. The multipliers ``lambdas`` are *maximised*: by default
-they are a buffer (not in ``parameters()``, so the model's optimizer never
-touches them) whose gradient is accumulated during ``backward()`` and applied
-by :meth:`dual_step`, a projected ascent step with its own learning rate::
+``BCEWithLogitsLoss``. The multipliers ``lambdas`` are *maximised*: by default they are a buffer
+(not in ``parameters()``, so the model's optimizer never touches them) updated by
+:meth:`~_ConstrainedLoss.dual_step`, a projected ascent step with its own learning rate::
 
     loss = criterion(model(x), y)
     loss.backward()
     optimizer.step()         # descent on the model (and on PR-AUC's biases)
-    criterion.dual_step()    # ascent on the multipliers: max(0, lambda + dual_lr * grad)
+    criterion.dual_step()    # ascent on the multipliers: max(0, lambda + dual_lr * violation)
 
-``dual_mode="reverse_gradient"`` reproduces the original instead: ``lambdas`` is
-a parameter ``v`` used as ``|v|`` whose gradient is multiplied by
-``-dual_rate_factor``, so the model's optimizer does ascent on it.
+The loss is linear in the multipliers, so its gradient with respect to them is the surrogate
+constraint's violation, which the core returns in ``aux``: each training forward records the
+violation (no autograd hook), and ``dual_step()`` consumes the *mean* of those recorded since the
+last step. ``dual_signal="strict"`` (default) records instead the real 0-1 constraint at
+the threshold as a rate deficit (e.g. ``target - precision``), as in the proxy-Lagrangian of
+Cotter et al. (2019): the model's gradient is the same, only the multipliers' direction differs.
+
+State changes only in a training forward with gradients enabled, in eager mode or under
+``torch.compile``; under ``torch.no_grad()``, in eval mode, and under ``torch.func`` transforms
+(``grad``, ``vmap``, ...) a forward reads the state and changes nothing.
+
+``dual_mode="reverse_gradient"`` reproduces the original instead: ``lambdas`` is a parameter ``v``
+used as ``|v|`` whose gradient is multiplied by ``-dual_rate_factor``, so the model's optimizer
+does ascent on it (always on the surrogate gradient).
 """
 
 from __future__ import annotations
 
+import inspect
+import warnings
 from typing import Optional, Sequence
 
 import torch
@@ -25,94 +37,150 @@ from torch import nn
 
 from . import _losses, distributed
 from ._anchors import range_to_anchors_and_delta
-from ._bounds import false_positives_upper_bound, true_positives_lower_bound
-from ._dual import dual_ascent_step, reverse_gradient
-from ._priors import batch_label_counts, init_label_prior_counts
+from ._dual import reverse_gradient
+from ._priors import init_label_prior_counts
+from ._strict import ThresholdCounts, counts_from_batch, rates_and_violation
 from ._surrogates import indicator_scale
-from ._validation import REDUCTIONS, TensorLike, as_batch_by_label, check_choice, check_unit_interval, reduce
+from ._validation import (
+    REDUCTIONS,
+    TensorLike,
+    check_choice,
+    check_number,
+    check_positive_int,
+    check_unit_interval,
+    check_values,
+)
 
 DUAL_MODES = ("explicit", "reverse_gradient")
+DUAL_SIGNALS = ("strict", "surrogate")
+#: Training forwards without a dual step before the module warns (once).
+UNSTEPPED_FORWARDS_WARNING = 50
+#: Backward passes in a row that leave PR-AUC's biases unchanged, despite a gradient, before it warns.
+FROZEN_BIASES_WARNING = 10
+
+# The constructor arguments that every constrained module shares: (name, default, description).
+SHARED_ARGUMENTS = (
+    ("surrogate_type", "xent", '``"xent"`` or ``"hinge"``.'),
+    ("reduction", "mean", '``"mean"``, ``"sum"`` or ``"none"``, as in ``BCEWithLogitsLoss``.'),
+    ("lambdas_init", 1.0, "initial value of the multipliers, >= 0."),
+    ("label_priors", None, "fixed ``[L]`` priors, or None for streaming counts updated by each training "
+                           "forward."),
+    ("dual_lr", 1.0, "learning rate of :meth:`dual_step`, >= 0; with the strict signal (a rate "
+                     "deficit in [-1, 1]) the default suits every loss, target and batch size."),
+    ("dual_signal", "strict", '``"strict"``: the multipliers ascend on the 0-1 constraint at the '
+                              'threshold (a rate deficit); ``"surrogate"``: on the gradient of the loss, '
+                              "the surrogate bound's violation (the original)."),
+    ("dual_mode", "explicit", '``"explicit"`` (a buffer and :meth:`dual_step`) or ``"reverse_gradient"`` '
+                              "(the original: a parameter whose gradient is multiplied by "
+                              "``-dual_rate_factor``)."),
+    ("dual_rate_factor", 0.1, '``"reverse_gradient"`` only: the gradient reversal factor.'),
+    ("positive_pseudocount", 1.0, "initial streaming count of positives, >= 0."),
+    ("negative_pseudocount", 1.0, "initial streaming count of negatives, >= 0."),
+    ("auto_dual_step", False, "take the dual step at the end of every training forward "
+                              "(simultaneous descent-ascent), so that a loop written for "
+                              "``BCEWithLogitsLoss`` needs no extra line."),
+    ("process_group", None, "the ``torch.distributed`` group to synchronise over (default: the world, "
+                            "when initialised): prior counts and strict counts are summed, surrogate "
+                            "violations averaged over ranks, so every rank holds the same state."),
+)
+_DEFAULTS = {name: default for name, default, _ in SHARED_ARGUMENTS}
+
+_STATE_DOC = """
+    Attributes:
+      lambdas: the multipliers, ``{shape}``, >= 0 (a buffer; a parameter with
+        ``dual_mode="reverse_gradient"``).{extra_attributes}
+      weighted_label_counts, weight_sum: ``[L]`` streaming prior counts (without fixed
+        ``label_priors``; ``label_priors`` is then None).
+      violation_sum, violation_count: the recorded dual signal since the last
+        :meth:`dual_step` (its mean is :attr:`pending_violation`).
+      last_aux: the ``aux`` dict of the latest call (detached): bounds, ``objective``,
+        ``violation``, ``strict_violation``, the rates at the threshold, ...
+      last_diagnostics: per label, from ``last_aux``: ``lagrangian = objective + lambdas *
+        violation``, the surrogate ``violation`` (``dL/dlambda``), the ``strict_violation``,
+        the batch's ``precision``, ``recall`` and ``false_positive_rate`` at the threshold,
+        the bounds, ``lambdas`` and ``label_priors``.
+
+    Shape:
+      logits and labels ``[B]`` or ``[B, L]``; output ``[]``, or with ``reduction="none"`` the
+      shape of logits.
+"""
 
 
-def _recall_at_precision_terms(positives, tp_lower, fp_upper, target, prior, batch_size, scale):
-    """Per-label batch sums of the objective and constraint parts of a recall-at-precision Lagrangian."""
-    objective = scale * (positives - tp_lower)
-    constraint = (1 - target) * objective + target * scale * fp_upper - batch_size * (1 - target) * prior * scale
-    return objective, constraint
+def _shared_arguments_doc() -> str:
+    return "\n".join(f"      {name} (default {default!r}): {doc}" for name, default, doc in SHARED_ARGUMENTS)
 
 
-def _precision_at_recall_terms(positives, tp_lower, fp_upper, target, prior, batch_size, scale):
-    objective = scale * fp_upper
-    constraint = scale * (positives - tp_lower) + batch_size * prior * (target - 1) * scale
-    return objective, constraint
+def _with_shared_arguments(init):
+    """Show the shared keyword arguments, with their defaults, in ``init``'s signature (``help()``)."""
+    signature = inspect.signature(init)
+    leading = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+              for name, default, _ in SHARED_ARGUMENTS]
+    init.__signature__ = signature.replace(parameters=leading + shared)
+    init.__doc__ = "Build the loss; the arguments are described in the class docstring."
+    return init
 
 
-def _tpr_at_fpr_terms(positives, tp_lower, fp_upper, target, prior, batch_size, scale):
-    objective = scale * (positives - tp_lower)
-    constraint = scale * fp_upper - batch_size * target * (1 - prior) * scale
-    return objective, constraint
+def _under_transform() -> bool:
+    return not torch.compiler.is_compiling() and torch._C._functorch.maybe_current_level() is not None
 
 
-class _GlobalObjectiveLoss(nn.Module):
-    """Shared state handling of the constrained losses (multipliers, priors, dual step, diagnostics)."""
+class _ConstrainedLoss(nn.Module):
+    """Shared state handling of the constrained losses: multipliers, priors, dual step, diagnostics."""
 
-    _function = None  # the functional loss
-    _terms = None  # closed-form objective and constraint from the bounds
+    _constraint = "precision"
 
-    def __init__(
-        self,
-        num_labels: int,
-        lambdas_shape: tuple[int, ...],
-        *,
-        surrogate_type: str,
-        reduction: str,
-        lambdas_init: float,
-        label_priors: Optional[TensorLike],
-        dual_lr: float,
-        dual_mode: str,
-        dual_rate_factor: float,
-        positive_pseudocount: float,
-        negative_pseudocount: float,
-        auto_dual_step: bool,
-        process_group,
-    ) -> None:
+    def __init__(self, num_labels: int, lambdas_shape: tuple[int, ...], options: dict) -> None:
         super().__init__()
-        self.process_group = process_group
-        check_choice("reduction", reduction, REDUCTIONS)
-        check_choice("dual_mode", dual_mode, DUAL_MODES)
-        indicator_scale(surrogate_type)  # validates surrogate_type
-        if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1:
-            raise ValueError(f"num_labels must be a positive integer, got {num_labels!r}")
-        if not float(lambdas_init) >= 0.0:
-            raise ValueError(f"lambdas_init must be >= 0, got {lambdas_init!r}")
-        self.num_labels = num_labels
-        self.surrogate_type = surrogate_type
-        self.reduction = reduction
-        self.dual_lr = float(dual_lr)
-        self.dual_mode = dual_mode
-        self.dual_rate_factor = float(dual_rate_factor)
-        self.auto_dual_step = bool(auto_dual_step)
-        if self.auto_dual_step and dual_mode != "explicit":
+        unknown = set(options) - set(_DEFAULTS)
+        if unknown:
+            raise TypeError(f"{type(self).__name__}() got unexpected keyword argument(s) {sorted(unknown)}")
+        o = {**_DEFAULTS, **options}
+        check_positive_int("num_labels", num_labels)
+        indicator_scale(o["surrogate_type"])  # validates surrogate_type
+        check_choice("reduction", o["reduction"], REDUCTIONS)
+        check_choice("dual_mode", o["dual_mode"], DUAL_MODES)
+        check_choice("dual_signal", o["dual_signal"], DUAL_SIGNALS)
+        for name in ("lambdas_init", "dual_lr", "positive_pseudocount", "negative_pseudocount"):
+            check_number(name, o[name], low=0.0)
+        check_number("dual_rate_factor", o["dual_rate_factor"])
+        if not isinstance(o["auto_dual_step"], bool):
+            raise ValueError(f"auto_dual_step must be True or False, got {o['auto_dual_step']!r}")
+        if o["auto_dual_step"] and o["dual_mode"] != "explicit":
             raise ValueError("auto_dual_step=True needs dual_mode='explicit'")
-        initial = torch.full(lambdas_shape, float(lambdas_init))
-        if dual_mode == "explicit":
+        self.num_labels = num_labels
+        self.surrogate_type = o["surrogate_type"]
+        self.reduction = o["reduction"]
+        self.dual_lr = float(o["dual_lr"])
+        self.dual_signal = o["dual_signal"]
+        self.dual_mode = o["dual_mode"]
+        self.dual_rate_factor = float(o["dual_rate_factor"])
+        self.auto_dual_step = o["auto_dual_step"]
+        self.process_group = o["process_group"]
+        initial = torch.full(lambdas_shape, float(o["lambdas_init"]))
+        if self.dual_mode == "explicit":
             self.register_buffer("lambdas", initial)
         else:
             self.lambdas = nn.Parameter(initial)
-        if label_priors is not None:
-            check_unit_interval("label_priors", label_priors)
-            priors = torch.as_tensor(label_priors, dtype=torch.get_default_dtype())
+        self.register_buffer("violation_sum", torch.zeros(lambdas_shape))
+        self.register_buffer("violation_count", torch.zeros(()))
+        if o["label_priors"] is not None:
+            check_unit_interval("label_priors", o["label_priors"])
+            priors = torch.as_tensor(o["label_priors"], dtype=torch.get_default_dtype())
+            if priors.dim() > 1 or priors.numel() not in (1, num_labels):
+                raise ValueError(f"label_priors must be a number or have shape [{num_labels}], got {tuple(priors.shape)}")
             self.register_buffer("label_priors", priors.expand(num_labels).clone())
         else:
             counts = init_label_prior_counts(
-                num_labels, positive_pseudocount=positive_pseudocount, negative_pseudocount=negative_pseudocount
+                num_labels, positive_pseudocount=o["positive_pseudocount"],
+                negative_pseudocount=o["negative_pseudocount"],
             )
             self.register_buffer("weighted_label_counts", counts.weighted_label_counts)
             self.register_buffer("weight_sum", counts.weight_sum)
             self.label_priors = None
-        self._dual_grad: Optional[torch.Tensor] = None
         self.last_aux: dict = {}
-        self.last_diagnostics: dict = {}
+        self._unstepped_forwards = 0
+        self._warned = set()
 
     # -- state -----------------------------------------------------------------------------
     def current_label_priors(self) -> torch.Tensor:
@@ -121,64 +189,132 @@ class _GlobalObjectiveLoss(nn.Module):
             return self.label_priors
         return self.weighted_label_counts / self.weight_sum
 
-    def _priors_for(self, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """Fixed priors, or the streaming estimate updated with this batch first (training only)."""
-        if self.label_priors is not None:
-            return self.label_priors
-        if self.training:
-            with torch.no_grad():
-                counts = torch.stack(batch_label_counts(labels, weights)).to(self.weight_sum.dtype)
+    def _priors(self, batch, record: bool) -> torch.Tensor:
+        """Fixed priors, or the streaming estimate, updated with this batch first when recording."""
+        if self.label_priors is not None or not record:
+            return self.current_label_priors()
+        with torch.no_grad():
+            positives, total = batch.positives.detach(), batch.weight_sum
+            if distributed.is_active(self.process_group):
+                counts = torch.stack([positives, torch.as_tensor(total, dtype=positives.dtype).expand_as(positives)])
                 positives, total = distributed.all_reduce_sum(counts, self.process_group)
-                self.weighted_label_counts.add_(positives)
-                self.weight_sum.add_(total)
+            self.weighted_label_counts.add_(positives)
+            self.weight_sum.add_(total)
         return self.current_label_priors()
 
     def _multipliers(self) -> torch.Tensor:
-        """The multipliers to use in this forward, wired for the dual update."""
         if self.dual_mode == "reverse_gradient":
             return reverse_gradient(self.lambdas, self.dual_rate_factor)
-        if not (self.training and torch.is_grad_enabled()):
-            return self.lambdas
-        # A copy, so that a dual step during backward cannot change what backward reads.
-        leaf = self.lambdas.detach().clone().requires_grad_()
-        leaf.register_hook(self._accumulate_dual_grad)
-        return leaf
+        # A copy: a dual step between this forward and its backward must not change what
+        # backward reads.
+        return self.lambdas.clone()
 
-    def _accumulate_dual_grad(self, grad: torch.Tensor) -> None:
-        grad = grad.detach()
-        self._dual_grad = grad if self._dual_grad is None else self._dual_grad + grad
+    def _record(self, aux: dict, batch) -> None:
+        """Add this training forward's dual signal to the pending sum (and step if automatic).
+
+        ``aux`` has the label axis. Under ``torch.distributed`` the strict signal is formed from
+        the threshold counts summed over the ranks.
+        """
+        if self.dual_signal == "surrogate":
+            signal = aux["violation"]
+        elif distributed.is_active(self.process_group):
+            tp = aux["true_positives"]
+            per_label = lambda v: v.detach().reshape(tp.shape[:1] + (1,) * (tp.dim() - 1)).expand_as(tp)  # noqa: E731
+            counts = torch.stack([tp, aux["false_positives"], per_label(batch.positives),
+                                  per_label(batch.weight_sum - batch.positives)])
+            counts = ThresholdCounts(*distributed.all_reduce_sum(counts, self.process_group))
+            signal = rates_and_violation(counts, self._strict_target(tp.dtype), self._constraint)[1]
+        else:
+            signal = aux["strict_violation"]
+        with torch.no_grad():
+            self.violation_sum.add_(signal.detach().reshape(self.violation_sum.shape))
+            self.violation_count.add_(1.0)
         if self.auto_dual_step:
             self.dual_step()
+        elif not torch.compiler.is_compiling():
+            self._unstepped_forwards += 1
+            if self._unstepped_forwards == UNSTEPPED_FORWARDS_WARNING:
+                self._warn_once(
+                    "dual_step",
+                    f"{type(self).__name__}: {UNSTEPPED_FORWARDS_WARNING} training forwards without a "
+                    "dual_step(): the multipliers are not being updated. Call criterion.dual_step() once "
+                    "per batch (after optimizer.step()), or construct it with auto_dual_step=True.",
+                )
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(message, UserWarning, stacklevel=4)
 
     @property
-    def dual_grad(self) -> Optional[torch.Tensor]:
-        """``d loss / d lambdas`` accumulated by ``backward()`` since the last :meth:`dual_step`."""
-        return self._dual_grad
+    def pending_violation(self) -> torch.Tensor:
+        """The mean dual signal recorded since the last :meth:`dual_step` (0 if none), ``lambdas``' shape."""
+        return self.violation_sum / self.violation_count.clamp_min(1.0)
 
     @torch.no_grad()
-    def dual_step(self, lr: Optional[float] = None) -> None:
-        """Projected ascent on the multipliers, ``max(0, lambdas + lr * grad)``; consumes the gradient.
+    def dual_step(
+        self,
+        lr: Optional[float] = None,
+        *,
+        logits: Optional[torch.Tensor] = None,
+        labels: Optional[torch.Tensor] = None,
+        weights: Optional[TensorLike] = None,
+    ) -> None:
+        """Projected ascent on the multipliers: ``lambdas <- max(0, lambdas + lr * violation)``.
 
-        Under ``torch.distributed`` the gradient is first averaged over the ranks, so every rank
-        takes the same step (every rank must call it).
+        Without ``logits``/``labels`` the violation is the mean of the dual signal recorded by the
+        training forwards since the last step (nothing recorded: no change). With them, it is
+        the strict violation of that (held-out) batch, computed without gradient and touching
+        no other state; it replaces the recorded signal for this step. Under
+        ``torch.distributed`` every rank must call it; counts are summed (strict) or the
+        recorded violation averaged (surrogate) over ranks, so every rank takes the same step.
 
         Args:
-          lr: dual learning rate; defaults to the ``dual_lr`` given at construction.
+          lr: dual learning rate, >= 0; defaults to ``dual_lr``.
+          logits, labels, weights: a held-out batch, as in ``forward``.
         """
         if self.dual_mode != "explicit":
             raise RuntimeError(
                 "dual_step() is for dual_mode='explicit'; with 'reverse_gradient' the model's "
                 "optimizer updates the multipliers"
             )
-        if self._dual_grad is not None:
-            grad = distributed.all_reduce_mean(self._dual_grad, self.process_group)
-            new = dual_ascent_step(self.lambdas, grad, self.dual_lr if lr is None else lr)
-            self.lambdas.copy_(new)
-        self._dual_grad = None
+        lr = self.dual_lr if lr is None else lr
+        if not isinstance(lr, torch.Tensor):
+            check_number("lr", lr, low=0.0)
+        if logits is not None or labels is not None:
+            if logits is None or labels is None:
+                raise ValueError("a held-out dual_step needs both logits= and labels=")
+            violation = self.held_out_violation(logits, labels, weights)
+        else:
+            violation = self.pending_violation
+            if self.dual_signal == "surrogate":
+                violation = distributed.all_reduce_mean(violation, self.process_group)
+        new = torch.clamp(self.lambdas + lr * violation.to(self.lambdas.dtype), min=0.0)
+        check_values("lambdas + lr * violation (lr too large?)", new, "finite")
+        self.lambdas.copy_(new)
+        self.violation_sum.zero_()
+        self.violation_count.zero_()
+        self._unstepped_forwards = 0
+
+    @torch.no_grad()
+    def held_out_violation(
+        self, logits: torch.Tensor, labels: torch.Tensor, weights: Optional[TensorLike] = None
+    ) -> torch.Tensor:
+        """The strict violation of a batch (e.g. held out), ``lambdas``' shape; changes no state."""
+        batch = self._batch(logits, labels, weights)
+        biases = self._threshold_biases(batch.x.dtype)
+        counts = counts_from_batch(
+            batch.x, batch.on_positives, batch.w if batch.weighted else None, batch.positives,
+            batch.weight_sum, biases,
+        )
+        if distributed.is_active(self.process_group):
+            counts = ThresholdCounts(*distributed.all_reduce_sum(torch.stack(list(counts)), self.process_group))
+        return rates_and_violation(counts, self._strict_target(batch.x.dtype), self._constraint)[1]
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         """Refuse, with a ``ValueError`` naming the entry, a state of another shape (e.g. another
-        number of labels or anchors) or with negative multipliers."""
+        number of labels or anchors) or with negative multipliers; warn when the saved target
+        differs from this module's (the saved one then holds)."""
         for name, current in [*self._parameters.items(), *self._buffers.items()]:
             saved = state_dict.get(prefix + name)
             if current is None or not isinstance(saved, torch.Tensor):
@@ -191,261 +327,231 @@ class _GlobalObjectiveLoss(nn.Module):
         saved_lambdas = state_dict.get(prefix + "lambdas")
         if self.dual_mode == "explicit" and isinstance(saved_lambdas, torch.Tensor) and bool((saved_lambdas < 0).any()):
             raise ValueError(f"state_dict entry {prefix + 'lambdas'!r} must be >= 0 in dual_mode='explicit'")
+        saved_target = state_dict.get(prefix + "target")
+        current_target = self._buffers.get("target")
+        if isinstance(saved_target, torch.Tensor) and current_target is not None and not torch.equal(
+            saved_target.to(current_target), current_target
+        ):
+            warnings.warn(
+                f"{type(self).__name__}.load_state_dict: the state_dict's {self._target_name} "
+                f"{saved_target.tolist()} differs from this module's {current_target.tolist()}; "
+                f"the loaded value {saved_target.tolist()} now holds",
+                UserWarning, stacklevel=3,
+            )
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- forward ---------------------------------------------------------------------------
-    def _call(self, lambdas, logits, labels, weights, priors):
-        raise NotImplementedError
+    def _batch(self, logits, labels, weights):
+        batch = _losses.Batch(logits, labels, weights, self.surrogate_type, self.reduction)
+        if batch.num_labels != self.num_labels:
+            raise ValueError(
+                f"logits must have {self.num_labels} label(s) (num_labels), got shape {tuple(logits.shape)}"
+            )
+        return batch
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, weights: Optional[TensorLike] = None) -> torch.Tensor:
-        """The loss, reduced by ``self.reduction``.
+        """The loss, reduced by ``reduction``; in a training forward, also updates the state.
 
         Args:
           logits: ``[B]`` or ``[B, L]`` with ``L = num_labels``.
           labels: shape of ``logits``, values in {0, 1}.
           weights: None, a number, ``[B]``, ``[B, 1]`` or ``[B, L]``.
-        """
-        x, y, w = as_batch_by_label(logits, labels, weights)
-        if x.shape[1] != self.num_labels:
-            raise ValueError(
-                f"logits must have {self.num_labels} label(s) (num_labels), got shape {tuple(logits.shape)}"
-            )
-        priors = self._priors_for(y, w)
-        lambdas = self._multipliers()
-        loss, aux = self._call(lambdas, x, y, None if weights is None else w, priors)
-        self.last_aux = {key: value.detach().clone() for key, value in aux.items()}
-        with torch.no_grad():
-            self.last_diagnostics = self._diagnostics(x, y, w, loss.detach(), self.last_aux)
-        return reduce(loss.reshape(logits.shape), self.reduction)
 
-    def _diagnostics(self, x, y, w, loss, aux) -> dict:
-        positives = (w * y).sum(0)
-        scale = indicator_scale(self.surrogate_type)
-        objective, constraint = type(self)._terms(
-            positives, aux["true_positives_lower_bound"], aux["false_positives_upper_bound"],
-            self.target, aux["label_priors"], (w > 0).sum(0), scale,
-        )
+        Returns:
+          ``[]``, or the shape of ``logits`` with ``reduction="none"``.
+        """
+        batch = self._batch(logits, labels, weights)
+        record = self.training and torch.is_grad_enabled() and not _under_transform()
+        priors = self._priors(batch, record).to(batch.x.dtype)
+        loss, aux = self._impl(batch, self._multipliers().to(batch.x.dtype), priors)
+        if record and self.dual_mode == "explicit":
+            self._record(aux if len(batch.shape) == 2 else {k: v.unsqueeze(0) for k, v in aux.items()}, batch)
+        if not _under_transform():
+            self.last_aux = {key: value.detach() for key, value in aux.items()}
+        return loss
+
+    @property
+    def last_diagnostics(self) -> dict:
+        """Per label, from :attr:`last_aux` (empty before the first call); see the class docstring."""
+        aux = self.last_aux
+        if not aux:
+            return {}
+        weighted = aux["lambdas"] * aux["violation"]
+        keys = ("objective", "violation", "strict_violation", "precision", "recall", "false_positive_rate",
+                "lambdas", "label_priors", "true_positives_lower_bound", "false_positives_upper_bound")
         return {
-            "lagrangian": loss.sum(0),
-            "objective": objective,
-            "constraint": constraint,
-            "slack": -constraint / scale,
-            "lambdas": aux["lambdas"],
-            "true_positives_lower_bound": aux["true_positives_lower_bound"],
-            "false_positives_upper_bound": aux["false_positives_upper_bound"],
-            "weighted_positives": positives,
+            "lagrangian": aux["objective"] + (weighted.sum(-1) if weighted.dim() > aux["objective"].dim() else weighted),
+            **{key: aux[key] for key in keys},
         }
 
     def extra_repr(self) -> str:
         return (
             f"num_labels={self.num_labels}, surrogate_type={self.surrogate_type!r}, "
-            f"reduction={self.reduction!r}, dual_mode={self.dual_mode!r}, dual_lr={self.dual_lr}"
-            + (", auto_dual_step=True" if self.auto_dual_step else "")
+            f"reduction={self.reduction!r}, dual_mode={self.dual_mode!r}, dual_signal={self.dual_signal!r}, "
+            f"dual_lr={self.dual_lr}" + (", auto_dual_step=True" if self.auto_dual_step else "")
         )
 
 
-class _RateLoss(_GlobalObjectiveLoss):
+class _RateLoss(_ConstrainedLoss):
     """A constrained loss with one multiplier and one target per label."""
 
     _target_name = ""
+    _lagrangian: _losses.RateLagrangian
 
-    def __init__(
-        self,
-        target: TensorLike,
-        num_labels: int = 1,
-        *,
-        surrogate_type: str = "xent",
-        reduction: str = "mean",
-        lambdas_init: float = 1.0,
-        label_priors: Optional[TensorLike] = None,
-        dual_lr: float = 1.0,
-        dual_mode: str = "explicit",
-        dual_rate_factor: float = 0.1,
-        positive_pseudocount: float = 1.0,
-        negative_pseudocount: float = 1.0,
-        auto_dual_step: bool = False,
-        process_group=None,
-    ) -> None:
-        super().__init__(
-            num_labels, (num_labels,), surrogate_type=surrogate_type, reduction=reduction,
-            lambdas_init=lambdas_init, label_priors=label_priors, dual_lr=dual_lr, dual_mode=dual_mode,
-            dual_rate_factor=dual_rate_factor, positive_pseudocount=positive_pseudocount,
-            negative_pseudocount=negative_pseudocount, auto_dual_step=auto_dual_step,
-            process_group=process_group,
-        )
+    def __init__(self, target: TensorLike, num_labels: int = 1, **options) -> None:
+        super().__init__(num_labels, (num_labels,) if isinstance(num_labels, int) else (1,), options)
         check_unit_interval(self._target_name, target)
         target = torch.as_tensor(target, dtype=torch.get_default_dtype())
         if target.dim() > 1 or target.numel() not in (1, num_labels):
             raise ValueError(f"{self._target_name} must be a number or have shape [{num_labels}], got {tuple(target.shape)}")
         self.register_buffer("target", target.expand(num_labels).clone())
 
-    def _call(self, lambdas, x, y, w, priors):
-        return type(self)._function(
-            None, lambdas, x, y, **{self._target_name: self.target}, weights=w,
-            label_priors=priors, surrogate_type=self.surrogate_type,
-        )
+    @property
+    def _constraint(self) -> str:
+        return self._lagrangian.constraint
+
+    def _strict_target(self, dtype):
+        return self.target.to(dtype)
+
+    def _threshold_biases(self, dtype):
+        return None
+
+    def _impl(self, batch, lambdas, priors):
+        return _losses.rate_loss_impl(self._lagrangian, batch, lambdas, self.target.to(batch.x.dtype), priors)
 
     def extra_repr(self) -> str:
         targets = ", ".join(f"{t:g}" for t in self.target.tolist())
         return f"{self._target_name}=[{targets}], " + super().extra_repr()
 
 
-_RATE_DOC = """{summary}
+def _rate_module_doc(summary: str, target: str, example: str) -> str:
+    return f"""{summary}
 
     Args:
       {target}: number or ``[L]`` tensor in [0, 1].
-      num_labels: ``L``.
-      surrogate_type: ``"xent"`` or ``"hinge"``.
-      reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
-      lambdas_init: initial multiplier value.
-      label_priors: fixed ``[L]`` priors, or None for streaming counts updated once per
-        training-mode forward (never in eval mode).
-      dual_lr: learning rate of :meth:`dual_step`.
-      dual_mode: ``"explicit"`` (buffer + :meth:`dual_step`) or ``"reverse_gradient"`` (the
-        original: a parameter whose gradient is multiplied by ``-dual_rate_factor``).
-      dual_rate_factor: used by ``"reverse_gradient"`` only.
-      positive_pseudocount, negative_pseudocount: initial streaming counts.
-      process_group: the ``torch.distributed`` group to synchronise over (default: the world,
-        when ``torch.distributed`` is initialised): prior counts are summed and multiplier
-        gradients averaged over ranks, so every rank holds the same state.
-      auto_dual_step: apply :meth:`dual_step` by itself as soon as ``backward()`` has produced
-        the multipliers' gradient (simultaneous descent-ascent), so a training loop written for
-        ``BCEWithLogitsLoss`` needs no extra line.
-
-    Shape:
-      logits and labels ``[B]`` or ``[B, L]``; output ``[]`` or, with ``reduction="none"``, the
-      shape of logits.
+      num_labels (default 1): ``L``.
+{_shared_arguments_doc()}
+""" + _STATE_DOC.format(shape="``[L]``", extra_attributes="\n      target: ``[L]``, the target (in ``state_dict``).") + f"""
+    Example:
+      >>> import torch, goloss
+      >>> criterion = goloss.{example}
+      >>> logits, labels = torch.tensor([2.0, 1.0, -1.0, -2.0]), torch.tensor([1.0, 0.0, 1.0, 0.0])
+      >>> loss = criterion(logits, labels)
+      >>> criterion.dual_step()  # the strict violation: target minus the batch's rate
+      >>> criterion.last_diagnostics["strict_violation"].shape, bool(criterion.lambdas >= 0)
+      (torch.Size([]), True)
     """
 
 
 class RecallAtPrecisionLoss(_RateLoss):
-    __doc__ = _RATE_DOC.format(summary="Maximise recall subject to precision >= ``target_precision``.", target="target_precision")
-    _function = staticmethod(_losses.recall_at_precision_loss)
-    _terms = staticmethod(_recall_at_precision_terms)
+    __doc__ = _rate_module_doc("Maximise recall subject to precision >= ``target_precision``.", "target_precision",
+                               "RecallAtPrecisionLoss(target_precision=0.9)")
+    _lagrangian = _losses.RECALL_AT_PRECISION
     _target_name = "target_precision"
 
-    def __init__(self, target_precision: TensorLike, num_labels: int = 1, **kwargs) -> None:
-        super().__init__(target_precision, num_labels, **kwargs)
+    @_with_shared_arguments
+    def __init__(self, target_precision: TensorLike, num_labels: int = 1, **options) -> None:
+        super().__init__(target_precision, num_labels, **options)
 
 
 class PrecisionAtRecallLoss(_RateLoss):
-    __doc__ = _RATE_DOC.format(summary="Maximise precision subject to recall >= ``target_recall``.", target="target_recall")
-    _function = staticmethod(_losses.precision_at_recall_loss)
-    _terms = staticmethod(_precision_at_recall_terms)
+    __doc__ = _rate_module_doc("Maximise precision subject to recall >= ``target_recall``.", "target_recall",
+                               "PrecisionAtRecallLoss(target_recall=0.9)")
+    _lagrangian = _losses.PRECISION_AT_RECALL
     _target_name = "target_recall"
 
-    def __init__(self, target_recall: TensorLike, num_labels: int = 1, **kwargs) -> None:
-        super().__init__(target_recall, num_labels, **kwargs)
+    @_with_shared_arguments
+    def __init__(self, target_recall: TensorLike, num_labels: int = 1, **options) -> None:
+        super().__init__(target_recall, num_labels, **options)
 
 
 class FalsePositiveRateAtTruePositiveRateLoss(_RateLoss):
-    __doc__ = _RATE_DOC.format(summary="Minimise FPR subject to TPR >= ``target_rate``.", target="target_rate")
-    _function = staticmethod(_losses.false_positive_rate_at_true_positive_rate_loss)
-    _terms = staticmethod(_precision_at_recall_terms)
+    __doc__ = _rate_module_doc("Minimise FPR subject to TPR >= ``target_rate`` (the precision-at-recall "
+                               "Lagrangian).", "target_rate", "FPRAtTPRLoss(target_rate=0.9)")
+    _lagrangian = _losses.PRECISION_AT_RECALL
     _target_name = "target_rate"
 
-    def __init__(self, target_rate: TensorLike, num_labels: int = 1, **kwargs) -> None:
-        super().__init__(target_rate, num_labels, **kwargs)
+    @_with_shared_arguments
+    def __init__(self, target_rate: TensorLike, num_labels: int = 1, **options) -> None:
+        super().__init__(target_rate, num_labels, **options)
 
 
 class TruePositiveRateAtFalsePositiveRateLoss(_RateLoss):
-    __doc__ = _RATE_DOC.format(summary="Maximise TPR subject to FPR <= ``target_rate``.", target="target_rate")
-    _function = staticmethod(_losses.true_positive_rate_at_false_positive_rate_loss)
-    _terms = staticmethod(_tpr_at_fpr_terms)
+    __doc__ = _rate_module_doc("Maximise TPR subject to FPR <= ``target_rate``.", "target_rate",
+                               "TPRAtFPRLoss(target_rate=0.1)")
+    _lagrangian = _losses.TPR_AT_FPR
     _target_name = "target_rate"
 
-    def __init__(self, target_rate: TensorLike, num_labels: int = 1, **kwargs) -> None:
-        super().__init__(target_rate, num_labels, **kwargs)
+    @_with_shared_arguments
+    def __init__(self, target_rate: TensorLike, num_labels: int = 1, **options) -> None:
+        super().__init__(target_rate, num_labels, **options)
 
 
 FPRAtTPRLoss = FalsePositiveRateAtTruePositiveRateLoss
 TPRAtFPRLoss = TruePositiveRateAtFalsePositiveRateLoss
 
 
-class PrecisionRecallAUCLoss(_GlobalObjectiveLoss):
-    """Maximise the area under the precision-recall curve over ``precision_range``.
+class PrecisionRecallAUCLoss(_ConstrainedLoss):
+    __doc__ = """Maximise the area under the precision-recall curve over ``precision_range``.
 
-    ``biases`` (``[L, A]``) is an ``nn.Parameter`` trained by the model's optimizer, as in
-    the original; ``lambdas`` (``[L, A]``) follow ``dual_mode`` as in
-    :class:`RecallAtPrecisionLoss`, whose other arguments this module shares.
+    A Riemann sum of recall-at-precision constraints at ``A = num_anchors`` anchor precisions,
+    each with its own bias and multiplier; the strict violation of anchor ``k`` is ``a_k`` minus
+    the batch's precision at ``logit + biases[:, k] > 0``.
 
     Args:
-      num_labels: ``L``.
-      precision_range: ``(lo, hi)`` with ``0 <= lo < hi <= 1``.
-      num_anchors: ``A``.
+      num_labels (default 1): ``L``.
+      precision_range (default (0.0, 1.0)): ``(lo, hi)`` with ``0 <= lo < hi <= 1``.
+      num_anchors (default 20): ``A``.
+""" + _shared_arguments_doc() + "\n" + _STATE_DOC.format(
+        shape="``[L, A]``",
+        extra_attributes="\n      biases: ``[L, A]`` per-anchor biases, an ``nn.Parameter``: put "
+                         "``criterion.parameters()`` in your optimizer (it warns if they never move).",
+    )
+    _constraint = "precision"
 
-    Shape:
-      logits and labels ``[B]`` or ``[B, L]``; output ``[]`` or the shape of logits.
-    """
-
-    _function = staticmethod(_losses.precision_recall_auc_loss)
-
+    @_with_shared_arguments
     def __init__(
-        self,
-        num_labels: int = 1,
-        *,
-        precision_range: Sequence[float] = (0.0, 1.0),
-        num_anchors: int = 20,
-        surrogate_type: str = "xent",
-        reduction: str = "mean",
-        lambdas_init: float = 1.0,
-        label_priors: Optional[TensorLike] = None,
-        dual_lr: float = 1.0,
-        dual_mode: str = "explicit",
-        dual_rate_factor: float = 0.1,
-        positive_pseudocount: float = 1.0,
-        negative_pseudocount: float = 1.0,
-        auto_dual_step: bool = False,
-        process_group=None,
+        self, num_labels: int = 1, *, precision_range: Sequence[float] = (0.0, 1.0), num_anchors: int = 20,
+        **options,
     ) -> None:
-        anchors, self._delta = range_to_anchors_and_delta(precision_range, num_anchors)
-        super().__init__(
-            num_labels, (num_labels, num_anchors), surrogate_type=surrogate_type, reduction=reduction,
-            lambdas_init=lambdas_init, label_priors=label_priors, dual_lr=dual_lr, dual_mode=dual_mode,
-            dual_rate_factor=dual_rate_factor, positive_pseudocount=positive_pseudocount,
-            negative_pseudocount=negative_pseudocount, auto_dual_step=auto_dual_step,
-            process_group=process_group,
-        )
+        anchors, delta = range_to_anchors_and_delta(precision_range, num_anchors)
+        super().__init__(num_labels, (num_labels, num_anchors) if isinstance(num_labels, int) else (1,), options)
         self.precision_range = (float(precision_range[0]), float(precision_range[1]))
         self.num_anchors = num_anchors
+        self._normaliser = delta / (self.precision_range[1] - self.precision_range[0] - delta)
         self.biases = nn.Parameter(torch.zeros(num_labels, num_anchors))
-        # Under torch.distributed the biases' gradient is averaged over ranks as soon as it is
-        # accumulated, as DistributedDataParallel would do: no DDP wrapper is needed for them.
-        self.biases.register_post_accumulate_grad_hook(self._average_bias_grad)
+        self.biases.register_post_accumulate_grad_hook(self._after_bias_grad)
         self.register_buffer("anchors", torch.tensor(anchors), persistent=False)
+        self._bias_snapshot: Optional[torch.Tensor] = None
+        self._frozen_bias_steps = 0
 
-    def _average_bias_grad(self, biases: torch.Tensor) -> None:
+    def _after_bias_grad(self, biases: torch.Tensor) -> None:
+        """Average the biases' gradient over ranks (as DDP would); warn if they never move."""
         if distributed.is_active(self.process_group):
             biases.grad.copy_(distributed.all_reduce_mean(biases.grad, self.process_group))
+        if "biases" in self._warned:
+            return
+        frozen = self._bias_snapshot is not None and torch.equal(biases.detach(), self._bias_snapshot)
+        self._frozen_bias_steps = self._frozen_bias_steps + 1 if frozen and bool(biases.grad.any()) else 0
+        self._bias_snapshot = biases.detach().clone()
+        if self._frozen_bias_steps == FROZEN_BIASES_WARNING:
+            self._warn_once(
+                "biases",
+                f"PrecisionRecallAUCLoss: the per-anchor biases received gradients in {FROZEN_BIASES_WARNING} "
+                "backward passes but never changed: add criterion.parameters() to your optimizer, e.g. "
+                "torch.optim.Adam([*model.parameters(), *criterion.parameters()]).",
+            )
 
-    def _call(self, lambdas, x, y, w, priors):
-        return self._function(
-            {"biases": self.biases}, lambdas, x, y, precision_range=self.precision_range,
-            num_anchors=self.num_anchors, weights=w, label_priors=priors, surrogate_type=self.surrogate_type,
-        )
+    def _strict_target(self, dtype):
+        return self.anchors.to(dtype)
 
-    def _diagnostics(self, x, y, w, loss, aux) -> dict:
-        scale = indicator_scale(self.surrogate_type)
-        shifted = x.unsqueeze(-1) + aux["biases"]
-        options = {"weights": w.unsqueeze(-1), "surrogate_type": self.surrogate_type}
-        tp_lower = true_positives_lower_bound(shifted, y, **options)
-        fp_upper = false_positives_upper_bound(shifted, y, **options)
-        positives = (w * y).sum(0)
-        objective, constraint = _recall_at_precision_terms(
-            positives.unsqueeze(-1), tp_lower, fp_upper, self.anchors.to(x.dtype),
-            aux["label_priors"].unsqueeze(-1), (w > 0).sum(0).unsqueeze(-1), scale,
+    def _threshold_biases(self, dtype):
+        return self.biases.detach().to(dtype)
+
+    def _impl(self, batch, lambdas, priors):
+        return _losses.pr_auc_loss_impl(
+            batch, self.biases.to(batch.x.dtype), lambdas, self.anchors.to(batch.x.dtype), self._normaliser, priors
         )
-        normaliser = self._delta / (self.precision_range[1] - self.precision_range[0] - self._delta)
-        return {
-            "lagrangian": loss.sum(0),
-            "objective": normaliser * objective.sum(-1),
-            "constraint": normaliser * constraint,
-            "slack": -constraint / scale,
-            "lambdas": aux["lambdas"],
-            "true_positives_lower_bound": tp_lower,
-            "false_positives_upper_bound": fp_upper,
-            "weighted_positives": positives,
-        }
 
     def extra_repr(self) -> str:
         return f"precision_range={self.precision_range}, num_anchors={self.num_anchors}, " + super().extra_repr()
@@ -455,11 +561,11 @@ class ROCAUCLoss(nn.Module):
     """Surrogate of 1 - ROC AUC over the positive/negative pairs of each batch (no state).
 
     Args:
-      surrogate_type: ``"xent"`` or ``"hinge"``.
-      reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
-      cross_rank: under ``torch.distributed``, pair this rank's examples with every rank's
-        (:func:`goloss.distributed.roc_auc_loss_across_ranks`; equal batch sizes on all ranks).
-      process_group: the group for ``cross_rank`` (default: the world).
+      surrogate_type (default "xent"): ``"xent"`` or ``"hinge"``.
+      reduction (default "mean"): ``"mean"``, ``"sum"`` or ``"none"``.
+      cross_rank (default False): under ``torch.distributed``, pair this rank's examples with
+        every rank's (:func:`goloss.distributed.roc_auc_loss_across_ranks`; equal batch sizes).
+      process_group (default None): the group for ``cross_rank`` (default: the world).
 
     Shape:
       logits and labels ``[B]`` or ``[B, L]``; output ``[]`` or the shape of logits.
@@ -477,6 +583,16 @@ class ROCAUCLoss(nn.Module):
         self.process_group = process_group
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, weights: Optional[TensorLike] = None) -> torch.Tensor:
+        """The pairwise ranking loss, reduced by ``reduction``.
+
+        Args:
+          logits: ``[B]`` or ``[B, L]``.
+          labels: shape of ``logits``, values in {0, 1}.
+          weights: None, a number, ``[B]``, ``[B, 1]`` or ``[B, L]``.
+
+        Returns:
+          ``[]``, or the shape of ``logits`` with ``reduction="none"``.
+        """
         if self.cross_rank:
             return distributed.roc_auc_loss_across_ranks(
                 logits, labels, weights=weights, surrogate_type=self.surrogate_type, reduction=self.reduction,

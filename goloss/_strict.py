@@ -1,0 +1,144 @@
+"""The strict constraint: real 0-1 rates at the model's threshold, and their deficit to the target.
+
+The losses' constraint terms use surrogate *bounds* (a true-positive lower bound, a
+false-positive upper bound): they drive the model, but they hold long before the real rate does.
+Following the proxy-Lagrangian of Cotter et al. (ALT 2019; JMLR 2019), the multipliers can
+instead ascend on the constraint measured with 0-1 indicators at the threshold (logit 0, or
+``logit + bias`` for each PR-AUC anchor). It is scaled as a *rate deficit*, e.g.
+``target - precision``: in [-1, 1] whatever the batch size, positive rate or loss, so that one
+dual learning rate serves them all. A rate whose denominator is 0 on a batch (no predicted
+positive for precision, no positive for recall, no negative for the FPR) is reported as 0 and
+its violation is 0: the batch says nothing about it.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import torch
+
+from ._validation import TensorLike, as_batch_by_label, as_tensor, broadcast_to, check_choice, check_values
+
+CONSTRAINTS = ("precision", "recall", "false_positive_rate")
+
+
+class ThresholdCounts(NamedTuple):
+    """Weighted counts at the threshold (a pytree; ``[L]``, or ``[L, A]`` for PR-AUC anchors).
+
+    Attributes:
+      true_positives: ``sum w * y * [x > 0]``.
+      false_positives: ``sum w * (1 - y) * [x > 0]``.
+      positives: ``sum w * y``.
+      negatives: ``sum w * (1 - y)``.
+    """
+
+    true_positives: torch.Tensor
+    false_positives: torch.Tensor
+    positives: torch.Tensor
+    negatives: torch.Tensor
+
+
+def counts_from_batch(
+    x: torch.Tensor, on_positives, weights, positives: torch.Tensor, weight_sum: torch.Tensor,
+    biases: Optional[torch.Tensor] = None,
+) -> ThresholdCounts:
+    """Counts of validated ``[B, L]`` inputs (``on_positives = w * y``; ``weights`` None means 1).
+
+    With ``biases [L, A]`` each anchor is thresholded at ``x + b_k > 0`` and the counts are
+    ``[L, A]``.
+    """
+    x, on_positives = x.detach(), on_positives.detach()
+    weights = None if weights is None else weights.detach()
+    if biases is None:
+        predicted = (x > 0).to(x.dtype)
+        true_positives = (on_positives * predicted).sum(0)
+        predicted_sum = predicted.sum(0) if weights is None else (weights * predicted).sum(0)
+    else:
+        predicted = (x.unsqueeze(-1) > -biases.detach()).to(x.dtype)  # [B, L, A]
+        true_positives = torch.einsum("bl,bla->la", on_positives, predicted)
+        predicted_sum = predicted.sum(0) if weights is None else torch.einsum("bl,bla->la", weights, predicted)
+    positives = positives.detach()
+    negatives = (weight_sum - positives).detach()
+    if biases is not None:
+        positives, negatives = positives.unsqueeze(-1), negatives.unsqueeze(-1)
+    shape = true_positives.shape
+    return ThresholdCounts(true_positives, predicted_sum - true_positives, positives.expand(shape), negatives.expand(shape))
+
+
+def threshold_counts(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    weights: Optional[TensorLike] = None,
+    biases: Optional[TensorLike] = None,
+) -> ThresholdCounts:
+    """Weighted true/false positives at logit 0 (or at ``logit + bias > 0`` per anchor).
+
+    Args:
+      logits: ``[B]`` or ``[B, L]``.
+      labels: shape of ``logits``, values in [0, 1].
+      weights: None, a number, ``[B]``, ``[B, 1]`` or ``[B, L]``.
+      biases: None, or ``[A]`` / ``[L, A]`` per-anchor biases (PR-AUC).
+
+    Returns:
+      :class:`ThresholdCounts`, each ``[L]`` (``[L, A]`` with biases); no gradient.
+
+    Example:
+      >>> import torch, goloss
+      >>> counts = goloss.threshold_counts(torch.tensor([2.0, 1.0, -1.0]), torch.tensor([1.0, 0.0, 1.0]))
+      >>> [c.tolist() for c in counts]
+      [[1.0], [1.0], [2.0], [1.0]]
+    """
+    x, y, w = as_batch_by_label(logits, labels, weights)
+    with torch.no_grad():
+        on_positives = w * y
+        if biases is not None:
+            biases = broadcast_to("biases", as_tensor(biases, x), (x.shape[1], as_tensor(biases, x).shape[-1]),
+                                  "[A] or [L, A]")
+            check_values("biases", biases, "finite")
+        return counts_from_batch(x, on_positives, w, on_positives.sum(0), w.sum(0), biases)
+
+
+def rates_at_threshold(counts: ThresholdCounts) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(precision, recall, false_positive_rate)`` from counts, each of their shape; 0 where undefined."""
+    return rates_and_violation(counts, 0.0, "precision")[0]
+
+
+def strict_violation(counts: ThresholdCounts, target: TensorLike, constraint: str) -> torch.Tensor:
+    """The strict constraint's violation as a rate deficit: > 0 while violated.
+
+    ``"precision"`` (precision >= target): ``target - precision``; ``"recall"`` (recall >=
+    target, also TPR): ``target - recall``; ``"false_positive_rate"`` (FPR <= target):
+    ``FPR - target``. 0 where the rate is undefined on this batch.
+
+    Args:
+      counts: :class:`ThresholdCounts`, ``[L]`` or ``[L, A]`` each (summed over ranks or
+        batches as needed).
+      target: a number or a tensor broadcastable to the counts (``[L]``, ``[A]``, ...).
+      constraint: one of ``"precision"``, ``"recall"``, ``"false_positive_rate"``.
+
+    Returns:
+      The shape of the counts.
+
+    Example:
+      >>> import torch, goloss
+      >>> counts = goloss.ThresholdCounts(*torch.tensor([[3.0], [1.0], [6.0], [20.0]]))
+      >>> goloss.strict_violation(counts, 0.9, "precision")  # precision 0.75
+      tensor([0.1500])
+    """
+    check_choice("constraint", constraint, CONSTRAINTS)
+    return rates_and_violation(counts, target, constraint)[1]
+
+
+def rates_and_violation(
+    counts: ThresholdCounts, target: TensorLike, constraint: str
+) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """:func:`rates_at_threshold` and :func:`strict_violation` in one pass over ``[3, *shape]``."""
+    tp, fp, positives, negatives = counts
+    numerators = torch.stack([tp, tp, fp])
+    denominators = torch.stack([tp + fp, positives, negatives])
+    defined = denominators > 0
+    rates = torch.where(defined, numerators / denominators, torch.zeros_like(numerators))
+    index = CONSTRAINTS.index(constraint)
+    deficit = rates[index] - target if index == 2 else target - rates[index]
+    return tuple(rates.unbind(0)), torch.where(defined[index], deficit, torch.zeros_like(deficit))
