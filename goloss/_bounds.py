@@ -58,7 +58,12 @@ def _bounds(
     check_floating("logits", logits)
     logits = promote_low_precision(logits)
     weights = as_tensor(weights, logits)
-    if logits.dim() == 3 and weights.dim() == 2 and labels.dim() == 2:
+    if weights.dim() == 1 and logits.dim() >= 2:
+        # [B] weights are per example, as in the losses (also when B happens to equal L).
+        if weights.shape[0] != logits.shape[0]:
+            raise ValueError(f"weights of shape [B] must have B = {logits.shape[0]} entries, got {weights.shape[0]}")
+        weights = weights.reshape(-1, *([1] * (logits.dim() - 1)))
+    elif logits.dim() == 3 and weights.dim() == 2 and labels.dim() == 2:
         weights = weights.unsqueeze(-1)  # [B, L] weights for [B, L, K] logits.
     labels = _align_labels(labels, logits)
     weights = weight_like("weights", weights, logits)
@@ -79,7 +84,7 @@ def true_positives_lower_bound(
     Args:
       logits: ``[B, L]`` or ``[B, L, K]`` (each slice ``[:, :, k]`` bounded separately).
       labels: ``[B, L]``, values in {0, 1}.
-      weights: number, ``[B, 1]``, ``[B, L]`` or ``[B, L, 1]``.
+      weights: number, ``[B]`` or ``[B, 1]`` (per example), ``[B, L]`` or ``[B, L, 1]``.
       surrogate_type: ``"xent"`` or ``"hinge"``.
 
     Returns:

@@ -17,12 +17,14 @@ import torch.distributed as dist
 import goloss
 
 STEPS, BATCH, LABELS = 4, 8, 2
+NAMES = ("r_at_p", "p_at_r", "r_at_p_surrogate", "pr_auc")  # the strict dual signal (default) and the surrogate
 
 
 def make_loss(name):
     return {
         "r_at_p": lambda: goloss.RecallAtPrecisionLoss(0.8, LABELS, dual_lr=2.0),
         "p_at_r": lambda: goloss.PrecisionAtRecallLoss(0.9, LABELS, dual_lr=2.0),
+        "r_at_p_surrogate": lambda: goloss.RecallAtPrecisionLoss(0.8, LABELS, dual_lr=2.0, dual_signal="surrogate"),
         "pr_auc": lambda: goloss.PrecisionRecallAUCLoss(LABELS, num_anchors=3, dual_lr=2.0),
     }[name]().double()
 
@@ -54,7 +56,7 @@ def main(out):
     rank, world = dist.get_rank(), dist.get_world_size()
     local = [(x[rank * BATCH:(rank + 1) * BATCH], y[rank * BATCH:(rank + 1) * BATCH]) for x, y in data(world)]
     ddp = lambda model: torch.nn.parallel.DistributedDataParallel(model)  # noqa: E731
-    results = {name: train(name, local, ddp) for name in ("r_at_p", "p_at_r", "pr_auc")}
+    results = {name: train(name, local, ddp) for name in NAMES}
 
     x, y = data(world)[0]
     logits = x[rank * BATCH:(rank + 1) * BATCH, :LABELS].clone().requires_grad_()

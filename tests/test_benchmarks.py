@@ -1,5 +1,6 @@
-"""The benchmark's quick mode runs and prints its table (no timing assertions)."""
+"""The benchmark's quick mode runs and prints its tables (no timing assertions)."""
 
+import math
 import pathlib
 import subprocess
 import sys
@@ -7,7 +8,7 @@ import sys
 ROOT = pathlib.Path(__file__).parents[1]
 
 
-def test_benchmark_quick_mode_prints_the_table():
+def test_benchmark_quick_mode_prints_the_tables():
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks.run", "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
@@ -20,3 +21,19 @@ def test_benchmark_quick_mode_prints_the_table():
     ratios = [float(line[48:].split()[3]) for line in lines[4:11]]  # the eager column
     assert all(ratio > 0 for ratio in ratios)
     assert "vmap over K = 2 target precisions" in result.stdout
+
+    # The module and small-batch table: every acceptance row, with a finite positive median
+    # ratio, its IQR and min-max, the target and whether it is met.
+    title = next(i for i, line in enumerate(lines) if line.startswith("module and small-batch rows"))
+    assert lines[title + 1].split() == ["row", "B", "L", "A", "ratio", "IQR", "min-max", "target", "met"]
+    assert set(lines[title + 2]) == {"-"}
+    table = [line for line in lines[title + 3:] if line.strip()]
+    assert [line[0] for line in table] == ["A", "A", "A", "B", "C", "C", "D", "E"]
+    for line in table:
+        *_, ratio, iqr, spread, target, met = line.split()
+        ratio, target = float(ratio), float(target.removeprefix("<="))
+        low, high = map(float, spread.split("-"))
+        q1, q3 = map(float, iqr.split("-"))
+        assert all(math.isfinite(v) and v > 0 for v in (ratio, low, high, q1, q3)), line
+        assert low <= q1 <= ratio <= q3 <= high, line
+        assert met == ("yes" if ratio <= target else "no"), line

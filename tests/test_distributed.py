@@ -35,7 +35,7 @@ def ranks(tmp_path_factory):
     return [torch.load(out / f"rank{rank}.pt", weights_only=True) for rank in range(2)]
 
 
-@pytest.mark.parametrize("name", ["r_at_p", "p_at_r", "pr_auc"])
+@pytest.mark.parametrize("name", ["r_at_p", "p_at_r", "r_at_p_surrogate", "pr_auc"])
 def test_two_ranks_equal_one_process_with_the_concatenated_batch(ranks, name):
     single = train(name, data(2))
     for rank in ranks:

@@ -26,7 +26,7 @@ def module_from_case(case, dual_mode):
     cls, target_name = MODULE_FOR[function]
     num_labels = 1 if isinstance(case["steps"][0]["inputs"]["logits"][0], float) else len(case["steps"][0]["inputs"]["logits"][0])
     options = {"surrogate_type": kwargs.get("surrogate_type", "xent"), "reduction": "none", "dual_mode": dual_mode,
-               "dual_rate_factor": kwargs.get("dual_rate_factor", 0.1)}
+               "dual_rate_factor": kwargs.get("dual_rate_factor", 0.1), "dual_signal": "surrogate"}
     if target_name:
         target = kwargs[target_name]
         module = cls(target if isinstance(target, float) else tensor(target), num_labels, **options)
@@ -61,8 +61,10 @@ def test_module_reproduces_the_golden_streams(name, dual_mode):
         assert_matches(logits.grad, expected["grad_logits"], "grad_logits")
         assert_matches(module.last_aux["label_priors"], expected["other_outputs"]["label_priors"], "label_priors")
         if dual_mode == "explicit":
-            assert_matches(module.dual_grad, expected["grad_lambdas_plain"], "grad_lambdas_plain")
-            module._dual_grad = None  # the golden streams keep the multipliers fixed
+            # the recorded surrogate violation is dL/dlambda of loss.sum() (reduction="none")
+            assert_matches(module.pending_violation, expected["grad_lambdas_plain"], "grad_lambdas_plain")
+            module.violation_sum.zero_()  # the golden streams keep the multipliers fixed
+            module.violation_count.zero_()
         else:
             assert_matches(module.lambdas.grad, expected["grad_lambdas_variable"], "grad_lambdas_variable")
         if "grad_biases" in expected:
@@ -86,9 +88,10 @@ CONSTRAINED = [
 ]
 
 
+@pytest.mark.parametrize("signal", ["strict", "surrogate"])
 @pytest.mark.parametrize("make", CONSTRAINED)
-def test_explicit_dual_step_is_ascent_and_the_model_optimizer_never_touches_lambdas(make):
-    module = make().double()
+def test_explicit_dual_step_is_ascent_and_the_model_optimizer_never_touches_lambdas(make, signal):
+    module = make(dual_signal=signal).double()
     assert all(param is not module.lambdas for param in module.parameters())
     logits, labels = violated_batch()
     logits.requires_grad_()
@@ -97,11 +100,11 @@ def test_explicit_dual_step_is_ascent_and_the_model_optimizer_never_touches_lamb
     module(logits, labels).backward()
     optimizer.step()
     assert torch.equal(module.lambdas, before)  # the primal step left them alone
-    grad = module.dual_grad.clone()
+    grad = module.pending_violation.clone()
     assert (grad > 0).all()  # violated constraints push the multipliers up
     module.dual_step(lr=0.3)
     torch.testing.assert_close(module.lambdas, before + 0.3 * grad)
-    assert module.dual_grad is None
+    assert module.violation_count == 0 and (module.pending_violation == 0).all()
 
 
 @pytest.mark.parametrize("make", CONSTRAINED)
@@ -134,7 +137,7 @@ def test_eval_mode_neither_updates_priors_nor_records_dual_gradients():
     module.eval()
     module(logits.requires_grad_(), labels).backward()
     assert torch.equal(module.weight_sum, torch.full((2,), 2.0, dtype=torch.float64))
-    assert module.dual_grad is None
+    assert module.violation_count == 0
     module.train()
     module(logits, labels)
     torch.testing.assert_close(module.weight_sum, torch.full((2,), 18.0, dtype=torch.float64))
@@ -219,11 +222,11 @@ def test_diagnostics_decompose_the_lagrangian():
         module = make(lambdas_init=0.6, reduction="mean").double()
         loss = module(logits, labels, weights)
         d = module.last_diagnostics
-        constraint = d["constraint"] * d["lambdas"]
+        constraint = d["violation"] * d["lambdas"]
         constraint = constraint.sum(-1) if constraint.dim() == 2 else constraint
         torch.testing.assert_close(d["lagrangian"], d["objective"] + constraint)
-        torch.testing.assert_close(d["lagrangian"].sum() / logits.numel(), loss.detach())
-        assert (d["slack"] < 0).all()  # the constraints are violated on this batch
+        torch.testing.assert_close(d["lagrangian"].sum(), loss.detach())
+        assert (d["violation"] > 0).all() and (d["strict_violation"] > 0).all()  # violated on this batch
 
 
 def test_roc_auc_module_equals_the_functional_loss():
@@ -240,7 +243,7 @@ def test_module_is_a_drop_in_for_bce_with_logits():
     loss = criterion(model(x).squeeze(-1), y)
     assert loss.shape == () and loss.requires_grad
     loss.backward()
-    assert model.weight.grad is not None and criterion.dual_grad.shape == (1,)
+    assert model.weight.grad is not None and criterion.pending_violation.shape == (1,)
 
 
 @pytest.mark.parametrize("bad", [
@@ -262,13 +265,14 @@ def test_wrong_number_of_labels_raises():
         gnn.RecallAtPrecisionLoss(0.5, 3)(torch.randn(4, 2), torch.ones(4, 2))
 
 
-def test_auto_dual_step_applies_the_step_during_backward():
+def test_auto_dual_step_applies_the_step_in_the_training_forward():
     logits, labels = violated_batch()
+    logits.requires_grad_()
     explicit = gnn.RecallAtPrecisionLoss(0.9, 2, dual_lr=0.4).double()
     auto = gnn.RecallAtPrecisionLoss(0.9, 2, dual_lr=0.4, auto_dual_step=True).double()
     explicit(logits, labels).backward()
     explicit.dual_step()
     auto(logits, labels).backward()
-    assert auto.dual_grad is None
+    assert auto.violation_count == 0
     assert torch.equal(auto.lambdas, explicit.lambdas)
     assert (auto.lambdas > 1.0).all()
