@@ -1,0 +1,176 @@
+"""The strict violation: the real 0-1 constraint at the threshold, as a rate deficit."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import goloss
+
+CONSTRAINT_OF = {
+    goloss.recall_at_precision_loss: ("target_precision", "precision"),
+    goloss.precision_at_recall_loss: ("target_recall", "recall"),
+    goloss.false_positive_rate_at_true_positive_rate_loss: ("target_rate", "recall"),
+    goloss.true_positive_rate_at_false_positive_rate_loss: ("target_rate", "false_positive_rate"),
+}
+
+
+def direct_rates(x, y, w, threshold_shift=0.0):
+    """Rates of one label counted example by example in plain Python: (precision, recall, fpr)."""
+    tp = fp = pos = neg = 0.0
+    for xi, yi, wi in zip(x.tolist(), y.tolist(), w.tolist()):
+        predicted = xi + threshold_shift > 0
+        pos += wi * yi
+        neg += wi * (1 - yi)
+        tp += wi * yi * predicted
+        fp += wi * (1 - yi) * predicted
+    rate = lambda a, b: a / b if b > 0 else None  # noqa: E731
+    return rate(tp, tp + fp), rate(tp, pos), rate(fp, neg)
+
+
+def expected_violation(rates, constraint, target):
+    precision, recall, fpr = rates
+    value = {"precision": precision, "recall": recall, "false_positive_rate": fpr}[constraint]
+    if value is None:
+        return 0.0
+    return value - target if constraint == "false_positive_rate" else target - value
+
+
+def random_batch(seed, rows, labels):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, labels, generator=generator, dtype=torch.float64)
+    y = (torch.rand(rows, labels, generator=generator) < 0.3).double()
+    w = torch.rand(rows, labels, generator=generator, dtype=torch.float64)
+    w[w < 0.2] = 0.0
+    return x, y, w
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("fn", CONSTRAINT_OF, ids=lambda f: f.__name__)
+def test_strict_violation_equals_a_direct_count(fn, seed):
+    rows = [1, 5, 17, 64][seed]
+    x, y, w = random_batch(seed, rows, labels=3)
+    targets = torch.tensor([0.2, 0.5, 0.9], dtype=torch.float64)
+    name, constraint = CONSTRAINT_OF[fn]
+    for weights in (None, w):
+        _, aux = fn(None, 1.0, x, y, **{name: targets}, weights=weights)
+        for label in range(3):
+            ones = torch.ones(rows, dtype=torch.float64)
+            rates = direct_rates(x[:, label], y[:, label], ones if weights is None else w[:, label])
+            expected = expected_violation(rates, constraint, targets[label].item())
+            assert aux["strict_violation"][label].item() == pytest.approx(expected, abs=1e-12)
+            for key, value in zip(("precision", "recall", "false_positive_rate"), rates):
+                assert aux[key][label].item() == pytest.approx(0.0 if value is None else value, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_pr_auc_strict_violation_per_anchor_at_its_bias(seed):
+    x, y, w = random_batch(seed, 40, labels=2)
+    biases = torch.randn(2, 5, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    anchors, _ = goloss.range_to_anchors_and_delta((0.1, 0.9), 5)
+    _, aux = goloss.precision_recall_auc_loss({"biases": biases}, 1.0, x, y, weights=w, num_anchors=5,
+                                              precision_range=(0.1, 0.9))
+    assert aux["strict_violation"].shape == (2, 5)
+    for label in range(2):
+        for k in range(5):
+            rates = direct_rates(x[:, label], y[:, label], w[:, label], biases[label, k].item())
+            expected = expected_violation(rates, "precision", anchors[k])
+            assert aux["strict_violation"][label, k].item() == pytest.approx(expected, abs=1e-12)
+
+
+def test_public_strict_helpers_agree_with_aux():
+    x, y, w = random_batch(5, 30, labels=2)
+    _, aux = goloss.recall_at_precision_loss(None, 1.0, x, y, target_precision=0.7, weights=w)
+    counts = goloss.threshold_counts(x, y, weights=w)
+    torch.testing.assert_close(goloss.strict_violation(counts, 0.7, "precision"), aux["strict_violation"])
+    precision, recall, fpr = goloss.rates_at_threshold(counts)
+    torch.testing.assert_close(precision, aux["precision"])
+    torch.testing.assert_close(recall, aux["recall"])
+    torch.testing.assert_close(counts.true_positives, aux["true_positives"])
+    with pytest.raises(ValueError, match="constraint"):
+        goloss.strict_violation(counts, 0.7, "accuracy")
+
+
+def test_strict_violation_batches_like_the_loss_under_vmap_over_targets():
+    x, y, _ = random_batch(6, 50, labels=2)
+    targets = torch.linspace(0.1, 0.95, 7, dtype=torch.float64)
+    lambdas = torch.ones(7, 2, dtype=torch.float64)
+
+    def one(target, lam):
+        loss, aux = goloss.recall_at_precision_loss(None, lam, x, y, target_precision=target, reduction="mean")
+        return loss, aux["strict_violation"], aux["violation"]
+
+    losses, strict, violation = torch.func.vmap(one)(targets, lambdas)
+    for k in range(7):
+        expected = one(targets[k], lambdas[k])
+        torch.testing.assert_close(losses[k], expected[0])
+        torch.testing.assert_close(strict[k], expected[1])
+        torch.testing.assert_close(violation[k], expected[2])
+
+
+def test_strict_violation_is_zero_where_the_rate_is_undefined():
+    x = -torch.ones(6, dtype=torch.float64)  # nothing predicted positive
+    y = torch.tensor([1.0, 0, 0, 1, 0, 0], dtype=torch.float64)
+    _, aux = goloss.recall_at_precision_loss(None, 1.0, x, y, target_precision=0.9)
+    assert aux["strict_violation"].item() == 0.0 and aux["precision"].item() == 0.0
+    _, aux = goloss.precision_at_recall_loss(None, 1.0, x, torch.zeros(6, dtype=torch.float64), target_recall=0.9)
+    assert aux["strict_violation"].item() == 0.0
+
+
+@pytest.mark.parametrize("make", [
+    lambda: goloss.RecallAtPrecisionLoss(0.9, 2),
+    lambda: goloss.TPRAtFPRLoss(0.05, 2),
+    lambda: goloss.PrecisionRecallAUCLoss(2, num_anchors=3),
+])
+def test_held_out_dual_step_uses_the_held_out_batch_and_touches_nothing_else(make):
+    train_x, train_y, _ = random_batch(7, 32, labels=2)
+    held_x, held_y, held_w = random_batch(8, 50, labels=2)
+    criterion, reference = make().double(), make().double()
+    criterion(train_x.clone().requires_grad_(), train_y).backward()  # records a training signal
+    reference(train_x.clone().requires_grad_(), train_y).backward()
+    before = {key: value.clone() for key, value in criterion.state_dict().items()}
+    expected = criterion.held_out_violation(held_x, held_y, held_w)
+    criterion.dual_step(logits=held_x, labels=held_y, weights=held_w, lr=0.5)
+    torch.testing.assert_close(criterion.lambdas, (before["lambdas"] + 0.5 * expected).clamp_min(0.0))
+    for key in ("weighted_label_counts", "weight_sum"):
+        assert torch.equal(criterion.state_dict()[key], before[key])  # priors untouched
+    assert criterion.violation_count == 0  # it counted as the step: the training signal is consumed
+    if isinstance(criterion, goloss.RecallAtPrecisionLoss):
+        _, aux = goloss.recall_at_precision_loss(None, 1.0, held_x, held_y, target_precision=0.9, weights=held_w)
+        torch.testing.assert_close(expected, aux["strict_violation"])
+    with pytest.raises(ValueError, match="labels"):
+        criterion.dual_step(logits=held_x)
+
+
+def test_strict_signal_changes_only_the_multipliers_not_the_model_gradient():
+    x, y, _ = random_batch(9, 40, labels=2)
+    grads = {}
+    for signal in ("strict", "surrogate"):
+        criterion = goloss.RecallAtPrecisionLoss(0.9, 2, dual_signal=signal).double()
+        logits = x.clone().requires_grad_()
+        criterion(logits, y).backward()
+        grads[signal] = (logits.grad, criterion.pending_violation)
+    torch.testing.assert_close(grads["strict"][0], grads["surrogate"][0])
+    assert not torch.allclose(grads["strict"][1], grads["surrogate"][1])
+
+
+def test_default_strict_signal_reaches_the_target_precision_on_overlapping_gaussians():
+    """A model that can trade recall for precision ends near the target at its own threshold."""
+    generator = torch.Generator().manual_seed(0)
+    n = 4000
+    y = (torch.rand(n, generator=generator) < 0.3).float()
+    x = torch.randn(n, 2, generator=generator) + 1.2 * y.unsqueeze(1)
+    model = torch.nn.Linear(2, 1)
+    criterion = goloss.RecallAtPrecisionLoss(0.8)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
+    for epoch in range(25):
+        for rows in torch.randperm(n, generator=generator).split(200):
+            loss = criterion(model(x[rows]).squeeze(-1), y[rows])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            criterion.dual_step()
+    with torch.no_grad():
+        predicted = model(x).squeeze(-1) > 0
+    precision = (predicted & (y > 0)).sum() / predicted.sum()
+    assert abs(precision.item() - 0.8) < 0.03
