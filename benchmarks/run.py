@@ -1,7 +1,11 @@
 """Forward+backward cost of each goloss loss as a ratio to binary_cross_entropy_with_logits.
 
 Run from the repository root: ``python -m benchmarks.run`` (``--quick`` for a seconds-long smoke
-run, ``--device cuda`` on a GPU, ``--no-compile`` to skip torch.compile). Every figure is
+run, ``--device cuda`` on a GPU, ``--no-compile`` to skip torch.compile, ``--only loss`` or
+``--only module`` for one of the two tables, ``--threads 1 --clock cpu`` to time this process's CPU
+time, robust to other processes on a shared machine). The second table, "module and small-batch rows"
+(``benchmarks/module_rows.py``), holds the acceptance ratios of the modules, ``reduction="none"``,
+a vmap over targets and a small-MLP training step, each with the spread of its ratios. Every figure is
 measured in this one process run: the median of ``--repeats`` timed runs after warm-up, divided
 by the median time of BCE forward+backward on the same number of elements (B*L for the rate
 losses and ROC-AUC, B*L*A for PR-AUC), both with ``reduction="mean"`` as in training; the loss
@@ -25,7 +29,7 @@ import time
 import torch
 
 import goloss
-from benchmarks import literal
+from benchmarks import literal, module_rows
 
 TARGETS = {
     "recall_at_precision_loss": "target_precision",
@@ -37,12 +41,14 @@ PR_AUC, ROC_HINGE, ROC_XENT = "precision_recall_auc_loss", "roc_auc_loss (hinge)
 
 
 def timed(fn, device, repeats, warmup=2):
+    now = module_rows.CLOCK["now"]
+
     def once():
-        start = time.perf_counter()
+        start = now()
         fn()
         if device == "cuda":
             torch.cuda.synchronize()
-        return time.perf_counter() - start
+        return now() - start
 
     for _ in range(warmup):
         once()
@@ -158,8 +164,22 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
+    parser.add_argument("--only", choices=("loss", "module"), help="run only the loss table or only the module table")
+    parser.add_argument("--min-time", type=float, default=None,
+                        help="module table: least seconds of baseline calls per timed sample "
+                             "(default 0.05; quick 0.002)")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads(THREADS) first (default: torch's choice)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="time with perf_counter (wall, default) or process_time (cpu: this process's CPU "
+                             "time, robust to other processes on a loaded machine; CPU device, best with --threads 1)")
     parser.add_argument("--peak-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.clock == "cpu":
+        if args.device != "cpu":
+            parser.error("--clock cpu measures CPU time: use it with --device cpu")
+        module_rows.CLOCK["now"] = time.process_time
     if args.peak_child:
         name, *numbers = args.peak_child
         return _peak_child(name, *map(int, numbers))
@@ -172,8 +192,16 @@ def main(argv=None):
     repeats = 1 if args.quick else args.repeats
     compiled = not (args.quick or args.no_compile)
     print(f"goloss {goloss.__version__}, torch {torch.__version__}, device {args.device}, "
-          f"threads {torch.get_num_threads()}, median of {repeats} back-to-back ratios after warm-up, "
-          "float32, reduction='mean'")
+          f"threads {torch.get_num_threads()}, clock {args.clock}, median of {repeats} back-to-back ratios "
+          "after warm-up, float32, reduction='mean'")
+    if args.only != "module":
+        loss_table(args, rows, anchors, repeats, compiled)
+    if args.only != "loss":
+        min_time = args.min_time if args.min_time is not None else (0.002 if args.quick else 0.05)
+        module_rows.print_table(args.device, args.quick, 3 if args.quick else args.repeats, min_time)
+
+
+def loss_table(args, rows, anchors, repeats, compiled):
     print("eager / compiled / literal: forward+backward time over BCE-with-logits forward+backward on the same "
           "number of elements (compiled: torch.compile(goloss) over torch.compile(BCE)); peak: extra memory, "
           "in MiB and in float32 tensors of that many elements")

@@ -8,15 +8,15 @@ The two runs differ in one line, the criterion (see :func:`make_criterion`)::
     criterion = goloss.RecallAtPrecisionLoss(target, auto_dual_step=True, dual_lr=..., ...)
 
 ``auto_dual_step=True`` applies the multiplier's projected ascent step during
-``backward()``, so the loop needs no extra line; ``criterion.lambdas`` and
-``criterion.last_diagnostics`` are read only for the progress bar.
+``backward()``, so the loop needs no extra line; ``criterion.lambdas`` is read
+only for the progress bar.
 
 Data: scikit-learn's bundled handwritten digits (no download) as "is it a 9?"
 (10% positives), standardised, split per seed into stratified train / held-out
 halves (about 90 held-out positives, so one false positive moves precision by
 about 0.01).
 
-Held-out evaluation, per seed (scikit-learn metrics):
+Held-out evaluation, per seed (torchmetrics, on the sigmoid of the logits):
 
 * goloss: precision and recall at the model's own threshold, logit 0;
 * BCE: the best recall among thresholds whose held-out precision is at least the
@@ -42,7 +42,7 @@ Run::
 
     python examples/drop_in.py                  # 3 seeds, target precision 0.95, saves drop_in_pr_curve.png
     python examples/drop_in.py --target 0.9 --surrogate xent --seeds 10
-    python examples/drop_in.py --quick          # smoke test: 1 seed, few epochs
+    python examples/drop_in.py --quick          # smoke run: 1 seed, a few epochs; not the results
 """
 
 from __future__ import annotations
@@ -50,20 +50,19 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-import torch
-from sklearn.datasets import load_digits
-from sklearn.metrics import average_precision_score, precision_recall_curve, precision_score, recall_score
-from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import StandardScaler
-from torch import nn
-from tqdm import tqdm
+# torch, scikit-learn, torchmetrics and goloss are imported where they are used, so that
+# --help answers at once.
 
-import goloss
+QUICK_EPOCHS = 300
+SMOKE_LINE = "smoke run: --quick trains 1 seed for a few epochs only; the numbers below are not the results"
 
 
-def make_criterion(name: str, args: argparse.Namespace) -> nn.Module:
+def make_criterion(name: str, args: argparse.Namespace):
     """The one line that differs between the two runs."""
+    from torch import nn
+
+    import goloss
+
     if name == "bce":
         return nn.BCEWithLogitsLoss()
     return goloss.RecallAtPrecisionLoss(args.target, surrogate_type=args.surrogate, auto_dual_step=True,
@@ -72,6 +71,12 @@ def make_criterion(name: str, args: argparse.Namespace) -> nn.Module:
 
 def make_data(seed: int, args: argparse.Namespace):
     """Digits as "is it ``args.digit``?": standardised train / held-out tensors, stratified split."""
+    import numpy as np
+    import torch
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
     digits = load_digits()
     x, y = digits.data.astype(np.float32), (digits.target == args.digit).astype(np.float32)
     x_train, x_test, y_train, y_test = train_test_split(
@@ -83,7 +88,9 @@ def make_data(seed: int, args: argparse.Namespace):
             to_tensor(scaler.transform(x_test)), to_tensor(y_test))
 
 
-def make_model(num_features: int, hidden: int) -> nn.Module:
+def make_model(num_features: int, hidden: int):
+    from torch import nn
+
     if hidden == 0:
         return nn.Linear(num_features, 1)
     return nn.Sequential(nn.Linear(num_features, hidden), nn.ReLU(), nn.Linear(hidden, 1))
@@ -91,6 +98,8 @@ def make_model(num_features: int, hidden: int) -> nn.Module:
 
 def train(name, x_train, y_train, seed, args, bar):
     """An ordinary training loop; only ``make_criterion(name, ...)`` differs between the two runs."""
+    import torch
+
     torch.manual_seed(seed)
     model = make_model(x_train.shape[1], args.hidden)
     criterion = make_criterion(name, args)
@@ -107,37 +116,53 @@ def train(name, x_train, y_train, seed, args, bar):
             loss.backward()  # with auto_dual_step=True this also steps goloss's multiplier
             optimizer.step()
         bar.update(1)
-        if isinstance(criterion, goloss.RecallAtPrecisionLoss):  # logging only
-            slack = criterion.last_diagnostics["slack"].item()  # > 0: the bound constraint holds
+        if name == "goloss":  # logging only: the multiplier grows while the constraint is violated
             bar.set_postfix(model=name, loss=f"{loss.item():.4f}", lam=f"{criterion.lambdas.item():.2f}",
-                            slack=f"{slack:+.2f}", refresh=False)
+                            refresh=False)
         else:
             bar.set_postfix(model=name, loss=f"{loss.item():.4f}", refresh=False)
     return model, criterion
 
 
-@torch.no_grad()
 def scores_of(model, x):
+    """Held-out logits, float64 (so that their sigmoid does not round to 0 or 1)."""
+    import torch
+
     model.eval()
-    return model(x).squeeze(-1).numpy()
+    with torch.no_grad():
+        return model(x).squeeze(-1).double()
 
 
 def evaluate(y, s_goloss, s_bce):
-    """The held-out metrics of one seed, all from scikit-learn."""
-    predicted = s_goloss >= 0.0  # goloss's own threshold, logit 0
-    precision = precision_score(y, predicted, zero_division=0.0)
-    recall = recall_score(y, predicted, zero_division=0.0)
-    # BCE at (at least) the same precision, its threshold tuned on the held-out set.
-    bce_precisions, bce_recalls, _ = precision_recall_curve(y, s_bce)
-    feasible = bce_precisions >= precision  # never empty: the curve ends at (recall 0, precision 1)
-    best = int(np.argmax(np.where(feasible, bce_recalls, -1.0)))
+    """The held-out metrics of one seed, all from torchmetrics (probabilities: sigmoid of the logits)."""
+    import torch
+    from torchmetrics.functional.classification import (
+        binary_average_precision,
+        binary_precision,
+        binary_precision_at_fixed_recall,
+        binary_recall,
+        binary_recall_at_fixed_precision,
+    )
+
+    y = y.long()
+    p_goloss, p_bce = torch.sigmoid(s_goloss), torch.sigmoid(s_bce)
+    # goloss at its own threshold, logit 0 (probability 0.5).
+    precision = binary_precision(p_goloss, y, threshold=0.5).item()
+    recall = binary_recall(p_goloss, y, threshold=0.5).item()
+    # BCE at (at least) the same precision, its threshold tuned on the held-out set: the best
+    # recall with precision >= goloss's, then the best precision at that recall (the point's own).
+    # If no threshold reaches that precision, BCE is at the curve's end: recall 0, precision 1.
+    bce_recall = binary_recall_at_fixed_precision(p_bce, y, min_precision=precision)[0].item()
+    bce_precision = 1.0
+    if bce_recall > 0.0:
+        bce_precision = binary_precision_at_fixed_recall(p_bce, y, min_recall=bce_recall)[0].item()
     return {
-        "precision": float(precision),
-        "recall": float(recall),
-        "bce_precision": float(bce_precisions[best]),
-        "bce_recall": float(bce_recalls[best]),
-        "ap_goloss": float(average_precision_score(y, s_goloss)),
-        "ap_bce": float(average_precision_score(y, s_bce)),
+        "precision": precision,
+        "recall": recall,
+        "bce_precision": bce_precision,
+        "bce_recall": bce_recall,
+        "ap_goloss": binary_average_precision(p_goloss, y).item(),
+        "ap_bce": binary_average_precision(p_bce, y).item(),
     }
 
 
@@ -147,11 +172,13 @@ def plot(path, y, s_goloss, s_bce, row, target, seed):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import torch
+    from torchmetrics.classification import BinaryPrecisionRecallCurve
 
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     for name, scores, ap, color in (("BCE", s_bce, row["ap_bce"], "tab:blue"),
                                     ("goloss", s_goloss, row["ap_goloss"], "tab:red")):
-        precision, recall, _ = precision_recall_curve(y, scores)
+        precision, recall, _ = BinaryPrecisionRecallCurve()(torch.sigmoid(scores), y.long())
         ax.plot(recall, precision, color=color, drawstyle="steps-post", label=f"{name} (AP {ap:.3f})")
     ax.axhline(target, color="gray", linestyle="--", label=f"target precision {target:g}")
     ax.plot(row["recall"], row["precision"], "o", color="tab:red", markersize=8,
@@ -186,15 +213,19 @@ def parse_args(argv=None):
                         help="goloss surrogate (default hinge)")
     parser.add_argument("--plot", metavar="PATH", default="drop_in_pr_curve.png",
                         help="PNG of the first seed's held-out PR curves (default drop_in_pr_curve.png)")
-    parser.add_argument("--quick", action="store_true", help="1 seed, 30 epochs (smoke test)")
+    parser.add_argument("--quick", action="store_true", help=f"1 seed, {QUICK_EPOCHS} epochs (smoke run)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.seeds, args.epochs = 1, 30
+        args.seeds, args.epochs = 1, QUICK_EPOCHS
     return args
 
 
 def run(args):
     """Train BCE and goloss on each seed's split; the rows of the table."""
+    import torch
+    from torchmetrics.functional.classification import binary_precision
+    from tqdm import tqdm
+
     start = time.perf_counter()
     rows = []
     with tqdm(total=2 * args.seeds * args.epochs, desc="training", unit="epoch", mininterval=0.5) as bar:
@@ -202,10 +233,10 @@ def run(args):
             x_train, y_train, x_test, y_test = make_data(seed, args)
             bce, _ = train("bce", x_train, y_train, seed, args, bar)
             model, criterion = train("goloss", x_train, y_train, seed, args, bar)
-            y, s_bce, s_goloss = y_test.numpy(), scores_of(bce, x_test), scores_of(model, x_test)
-            train_predicted = scores_of(model, x_train) >= 0.0
+            y, s_bce, s_goloss = y_test, scores_of(bce, x_test), scores_of(model, x_test)
+            train_probs = torch.sigmoid(scores_of(model, x_train))
             row = {"seed": seed, **evaluate(y, s_goloss, s_bce), "lambda": criterion.lambdas.item(),
-                   "train_precision": float(precision_score(y_train.numpy(), train_predicted, zero_division=0.0)),
+                   "train_precision": binary_precision(train_probs, y_train.long(), threshold=0.5).item(),
                    "positives": int(y.sum())}
             rows.append(row)
             if seed == 0 and args.plot:
@@ -214,6 +245,10 @@ def run(args):
 
 
 def print_table(rows, args, seconds):
+    from statistics import fmean
+
+    if args.quick:
+        print(SMOKE_LINE)
     model = "linear" if args.hidden == 0 else f"MLP({args.hidden})"
     batch = "full batch" if args.batch_size <= 0 else f"batch {args.batch_size}"
     print(f"Digits 'is it a {args.digit}?': {rows[0]['positives']} held-out positives; "
@@ -230,7 +265,7 @@ def print_table(rows, args, seconds):
               f"{row['bce_recall']:>6.3f} | {row['ap_goloss']:>9.3f} {row['ap_bce']:>7.3f} | "
               f"{row['lambda']:>6.2f} {row['train_precision']:>7.3f}")
     keys = ("precision", "recall", "bce_precision", "bce_recall", "ap_goloss", "ap_bce")
-    means = {key: float(np.mean([row[key] for row in rows])) for key in keys}
+    means = {key: fmean(row[key] for row in rows) for key in keys}
     print(f"{'mean':>5} | {means['precision']:>8.3f} {means['recall']:>8.3f} | {means['bce_precision']:>6.3f} "
           f"{means['bce_recall']:>6.3f} | {means['ap_goloss']:>9.3f} {means['ap_bce']:>7.3f} |")
     print(f"|mean goloss precision - target| = {abs(means['precision'] - args.target):.3f}")
@@ -242,6 +277,8 @@ def print_table(rows, args, seconds):
 
 def main(argv=None):
     args = parse_args(argv)
+    import torch
+
     torch.set_num_threads(1)  # a 65-parameter model: more threads only add overhead
     rows, seconds = run(args)
     print_table(rows, args, seconds)

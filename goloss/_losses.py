@@ -22,7 +22,7 @@ from ._anchor_sum import anchor_sum
 from ._anchors import range_to_anchors_and_delta
 from ._roc_auc import roc_auc_elementwise
 from ._bounds import bounds_from_sums
-from ._strict import counts_from_batch, rates_and_violation
+from ._strict import counts_from_batch, rate_and_violation
 from ._surrogates import indicator_scale, weighted_parts
 from ._validation import (
     REDUCTIONS,
@@ -50,6 +50,7 @@ class Batch:
         check_choice("reduction", reduction, REDUCTIONS)
         self.shape = logits.shape
         self.reduction = reduction
+        self.keep_label_axis = False  # modules keep aux's L axis for [B] input
         self.weighted = weights is not None  # without weights, w = 1 is never multiplied in
         self.x, self.y, self.w = as_batch_by_label(logits, labels, weights)
         self.num_labels = self.x.shape[1]
@@ -101,7 +102,7 @@ class Batch:
         L axis for ``[B]`` input."""
         if loss.dim() > 0:
             loss = reduce(loss.reshape(self.shape), self.reduction)
-        if len(self.shape) == 1:
+        if len(self.shape) == 1 and not self.keep_label_axis:
             aux = {key: value.squeeze(0) for key, value in aux.items()}
         return loss, aux
 
@@ -156,19 +157,20 @@ def _sum_terms(*terms):
 
 
 def _strict_aux(batch: "Batch", target: torch.Tensor, constraint: str, biases=None) -> dict:
-    """The batch's rates at the threshold and the strict violation (rate deficit), no gradient."""
+    """The strict violation (rate deficit), the constrained rate and the counts at the threshold
+    (no gradient); :func:`~goloss.rates_at_threshold` of the counts gives every rate."""
     counts = counts_from_batch(
         batch.x, batch.on_positives, batch.w if batch.weighted else None, batch.positives, batch.weight_sum,
         biases,
     )
-    (precision, recall, fpr), violation = rates_and_violation(counts, target, constraint)
+    rate, violation = rate_and_violation(counts, target, constraint)
     return {
         "strict_violation": violation,
+        constraint: rate,
         "true_positives": counts.true_positives,
         "false_positives": counts.false_positives,
-        "precision": precision,
-        "recall": recall,
-        "false_positive_rate": fpr,
+        "positives": counts.positives,
+        "negatives": counts.negatives,
     }
 
 

@@ -101,7 +101,7 @@ def threshold_counts(
 
 def rates_at_threshold(counts: ThresholdCounts) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(precision, recall, false_positive_rate)`` from counts, each of their shape; 0 where undefined."""
-    return rates_and_violation(counts, 0.0, "precision")[0]
+    return tuple(rate_and_violation(counts, 0.0, constraint)[0] for constraint in CONSTRAINTS)
 
 
 def strict_violation(counts: ThresholdCounts, target: TensorLike, constraint: str) -> torch.Tensor:
@@ -127,18 +127,21 @@ def strict_violation(counts: ThresholdCounts, target: TensorLike, constraint: st
       tensor([0.1500])
     """
     check_choice("constraint", constraint, CONSTRAINTS)
-    return rates_and_violation(counts, target, constraint)[1]
+    return rate_and_violation(counts, target, constraint)[1]
 
 
-def rates_and_violation(
+def rate_and_violation(
     counts: ThresholdCounts, target: TensorLike, constraint: str
-) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
-    """:func:`rates_at_threshold` and :func:`strict_violation` in one pass over ``[3, *shape]``."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The constrained rate (0 where undefined) and :func:`strict_violation`, each the counts' shape."""
     tp, fp, positives, negatives = counts
-    numerators = torch.stack([tp, tp, fp])
-    denominators = torch.stack([tp + fp, positives, negatives])
-    defined = denominators > 0
-    rates = torch.where(defined, numerators / denominators, torch.zeros_like(numerators))
-    index = CONSTRAINTS.index(constraint)
-    deficit = rates[index] - target if index == 2 else target - rates[index]
-    return tuple(rates.unbind(0)), torch.where(defined[index], deficit, torch.zeros_like(deficit))
+    if constraint == "precision":
+        achieved, denominator = tp, tp + fp
+    elif constraint == "recall":
+        achieved, denominator = tp, positives
+    else:
+        achieved, denominator = fp, negatives
+    # Counts are >= 0 and achieved <= denominator: 0 / tiny = 0 where the rate is undefined.
+    rate = achieved / denominator.clamp_min(torch.finfo(denominator.dtype).tiny)
+    deficit = rate - target if constraint == "false_positive_rate" else target - rate
+    return rate, deficit * (denominator > 0)

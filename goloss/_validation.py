@@ -157,8 +157,8 @@ def as_batch_by_label(
     check_values("logits", logits, "finite")
     check_values("labels", labels, "in [0, 1]", 0.0, 1.0)
     shape = tuple(logits.shape)
-    if weights is None:
-        weights = torch.ones((), dtype=logits.dtype, device=logits.device)
+    if weights is None:  # w = 1: nothing to check
+        return logits, labels, torch.ones((), dtype=logits.dtype, device=logits.device).expand(shape)
     weights = as_tensor(weights, logits)
     if weights.dim() == 1:
         weights = weights.unsqueeze(1)

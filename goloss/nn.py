@@ -39,7 +39,7 @@ from . import _losses, distributed
 from ._anchors import range_to_anchors_and_delta
 from ._dual import reverse_gradient
 from ._priors import init_label_prior_counts
-from ._strict import ThresholdCounts, counts_from_batch, rates_and_violation
+from ._strict import ThresholdCounts, counts_from_batch, rate_and_violation, rates_at_threshold
 from ._surrogates import indicator_scale
 from ._validation import (
     REDUCTIONS,
@@ -119,6 +119,10 @@ def _with_shared_arguments(init):
     init.__signature__ = signature.replace(parameters=leading + shared)
     init.__doc__ = "Build the loss; the arguments are described in the class docstring."
     return init
+
+
+def _as_dtype(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return tensor if tensor.dtype == dtype else tensor.to(dtype)
 
 
 def _under_transform() -> bool:
@@ -209,7 +213,7 @@ class _ConstrainedLoss(nn.Module):
         # backward reads.
         return self.lambdas.clone()
 
-    def _record(self, aux: dict, batch) -> None:
+    def _record(self, aux: dict) -> None:
         """Add this training forward's dual signal to the pending sum (and step if automatic).
 
         ``aux`` has the label axis. Under ``torch.distributed`` the strict signal is formed from
@@ -218,12 +222,10 @@ class _ConstrainedLoss(nn.Module):
         if self.dual_signal == "surrogate":
             signal = aux["violation"]
         elif distributed.is_active(self.process_group):
-            tp = aux["true_positives"]
-            per_label = lambda v: v.detach().reshape(tp.shape[:1] + (1,) * (tp.dim() - 1)).expand_as(tp)  # noqa: E731
-            counts = torch.stack([tp, aux["false_positives"], per_label(batch.positives),
-                                  per_label(batch.weight_sum - batch.positives)])
+            keys = ("true_positives", "false_positives", "positives", "negatives")
+            counts = torch.stack([aux[key] for key in keys])
             counts = ThresholdCounts(*distributed.all_reduce_sum(counts, self.process_group))
-            signal = rates_and_violation(counts, self._strict_target(tp.dtype), self._constraint)[1]
+            signal = rate_and_violation(counts, self._strict_target(counts[0].dtype), self._constraint)[1]
         else:
             signal = aux["strict_violation"]
         with torch.no_grad():
@@ -289,9 +291,8 @@ class _ConstrainedLoss(nn.Module):
             violation = self.pending_violation
             if self.dual_signal == "surrogate":
                 violation = distributed.all_reduce_mean(violation, self.process_group)
-        new = torch.clamp(self.lambdas + lr * violation.to(self.lambdas.dtype), min=0.0)
-        check_values("lambdas + lr * violation (lr too large?)", new, "finite")
-        self.lambdas.copy_(new)
+        # lr is finite and the violation is bounded (strict) or finite (the logits are checked).
+        torch.clamp(self.lambdas + lr * _as_dtype(violation, self.lambdas.dtype), min=0.0, out=self.lambdas)
         self.violation_sum.zero_()
         self.violation_count.zero_()
         self._unstepped_forwards = 0
@@ -309,7 +310,7 @@ class _ConstrainedLoss(nn.Module):
         )
         if distributed.is_active(self.process_group):
             counts = ThresholdCounts(*distributed.all_reduce_sum(torch.stack(list(counts)), self.process_group))
-        return rates_and_violation(counts, self._strict_target(batch.x.dtype), self._constraint)[1]
+        return rate_and_violation(counts, self._strict_target(batch.x.dtype), self._constraint)[1]
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         """Refuse, with a ``ValueError`` naming the entry, a state of another shape (e.g. another
@@ -343,6 +344,7 @@ class _ConstrainedLoss(nn.Module):
     # -- forward ---------------------------------------------------------------------------
     def _batch(self, logits, labels, weights):
         batch = _losses.Batch(logits, labels, weights, self.surrogate_type, self.reduction)
+        batch.keep_label_axis = True
         if batch.num_labels != self.num_labels:
             raise ValueError(
                 f"logits must have {self.num_labels} label(s) (num_labels), got shape {tuple(logits.shape)}"
@@ -362,10 +364,10 @@ class _ConstrainedLoss(nn.Module):
         """
         batch = self._batch(logits, labels, weights)
         record = self.training and torch.is_grad_enabled() and not _under_transform()
-        priors = self._priors(batch, record).to(batch.x.dtype)
-        loss, aux = self._impl(batch, self._multipliers().to(batch.x.dtype), priors)
+        priors = _as_dtype(self._priors(batch, record), batch.x.dtype)
+        loss, aux = self._impl(batch, _as_dtype(self._multipliers(), batch.x.dtype), priors)
         if record and self.dual_mode == "explicit":
-            self._record(aux if len(batch.shape) == 2 else {k: v.unsqueeze(0) for k, v in aux.items()}, batch)
+            self._record(aux)
         if not _under_transform():
             self.last_aux = {key: value.detach() for key, value in aux.items()}
         return loss
@@ -377,11 +379,16 @@ class _ConstrainedLoss(nn.Module):
         if not aux:
             return {}
         weighted = aux["lambdas"] * aux["violation"]
-        keys = ("objective", "violation", "strict_violation", "precision", "recall", "false_positive_rate",
-                "lambdas", "label_priors", "true_positives_lower_bound", "false_positives_upper_bound")
+        counts = ThresholdCounts(*(aux[key] for key in ("true_positives", "false_positives", "positives", "negatives")))
+        precision, recall, fpr = rates_at_threshold(counts)
+        keys = ("objective", "violation", "strict_violation", "lambdas", "label_priors",
+                "true_positives_lower_bound", "false_positives_upper_bound")
         return {
             "lagrangian": aux["objective"] + (weighted.sum(-1) if weighted.dim() > aux["objective"].dim() else weighted),
             **{key: aux[key] for key in keys},
+            "precision": precision,
+            "recall": recall,
+            "false_positive_rate": fpr,
         }
 
     def extra_repr(self) -> str:
@@ -417,7 +424,7 @@ class _RateLoss(_ConstrainedLoss):
         return None
 
     def _impl(self, batch, lambdas, priors):
-        return _losses.rate_loss_impl(self._lagrangian, batch, lambdas, self.target.to(batch.x.dtype), priors)
+        return _losses.rate_loss_impl(self._lagrangian, batch, lambdas, _as_dtype(self.target, batch.x.dtype), priors)
 
     def extra_repr(self) -> str:
         targets = ", ".join(f"{t:g}" for t in self.target.tolist())
@@ -436,10 +443,12 @@ def _rate_module_doc(summary: str, target: str, example: str) -> str:
       >>> import torch, goloss
       >>> criterion = goloss.{example}
       >>> logits, labels = torch.tensor([2.0, 1.0, -1.0, -2.0]), torch.tensor([1.0, 0.0, 1.0, 0.0])
-      >>> loss = criterion(logits, labels)
-      >>> criterion.dual_step()  # the strict violation: target minus the batch's rate
-      >>> criterion.last_diagnostics["strict_violation"].shape, bool(criterion.lambdas >= 0)
-      (torch.Size([]), True)
+      >>> loss = criterion(logits, labels)  # at logit 0: precision, recall and FPR are all 0.5
+      >>> criterion.last_diagnostics["strict_violation"]  # the rate deficit to the target
+      tensor([0.4000])
+      >>> criterion.dual_step()  # lambdas + dual_lr * 0.4
+      >>> criterion.lambdas
+      tensor([1.4000])
     """
 
 

@@ -59,8 +59,12 @@ def test_strict_violation_equals_a_direct_count(fn, seed):
             rates = direct_rates(x[:, label], y[:, label], ones if weights is None else w[:, label])
             expected = expected_violation(rates, constraint, targets[label].item())
             assert aux["strict_violation"][label].item() == pytest.approx(expected, abs=1e-12)
-            for key, value in zip(("precision", "recall", "false_positive_rate"), rates):
-                assert aux[key][label].item() == pytest.approx(0.0 if value is None else value, abs=1e-12)
+            counts = goloss.ThresholdCounts(*(aux[k] for k in ("true_positives", "false_positives", "positives", "negatives")))
+            for key, value, rate in zip(("precision", "recall", "false_positive_rate"), rates,
+                                        goloss.rates_at_threshold(counts)):
+                assert rate[label].item() == pytest.approx(0.0 if value is None else value, abs=1e-12)
+                if key == constraint:
+                    assert aux[key][label].item() == pytest.approx(0.0 if value is None else value, abs=1e-12)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -85,7 +89,7 @@ def test_public_strict_helpers_agree_with_aux():
     torch.testing.assert_close(goloss.strict_violation(counts, 0.7, "precision"), aux["strict_violation"])
     precision, recall, fpr = goloss.rates_at_threshold(counts)
     torch.testing.assert_close(precision, aux["precision"])
-    torch.testing.assert_close(recall, aux["recall"])
+    torch.testing.assert_close(recall, counts.true_positives / counts.positives)
     torch.testing.assert_close(counts.true_positives, aux["true_positives"])
     with pytest.raises(ValueError, match="constraint"):
         goloss.strict_violation(counts, 0.7, "accuracy")

@@ -1,0 +1,467 @@
+"""Where the constrained losses put the model's own threshold (logit 0) on held-out data.
+
+Run from the repository root: ``python -m benchmarks.operating_point`` (``--quick`` for a
+seconds-long smoke run). Every model is trained as a user would: only the target given to the
+criterion, Adam 1e-3 over the model's and the criterion's parameters, one dual update per batch
+(after ``optimizer.step()``). Signals compared:
+
+- ``strict``: the multiplier ascends on the strict (0-1, at logit 0) rate deficit of the
+  training batch (Cotter et al. 2019, proxy-Lagrangian), e.g. ``t - precision`` for
+  recall-at-precision;
+- ``strict held-out``: the same measured on one batch of a validation split per dual step
+  (cycling over the validation batches);
+- ``surrogate``: the multiplier ascends on the surrogate constraint (the bounds; ``dual_lr=1``);
+- ``BCE tuned``: ``BCEWithLogitsLoss`` with its threshold tuned on the test set (an upper
+  reference, not a deployable method).
+
+For each row it prints the held-out rate at logit 0 (mean over seeds, and per seed), the
+objective rate at logit 0, the objective of cross-entropy tuned to the target on the test set,
+and pass/fail: the constrained rate within ``--tol`` (0.025; 0.03 for held-out) of the target
+(for multi-label rows: per label within ``max(tol, 2 standard errors)``), and the objective no
+lower than cross-entropy's tuned objective minus 0.02.
+
+``--api proto`` (default) does the strict dual update in this file (``strict_dual_update``), on
+the current modules; ``--api goloss`` passes ``dual_signal=`` and calls ``crit.dual_step()`` /
+``crit.dual_step(logits=, labels=)`` instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import multiprocessing
+import time
+from dataclasses import dataclass, field, replace
+from typing import Optional
+
+import numpy as np
+import torch
+from torchmetrics.functional.classification import (
+    binary_precision_at_fixed_recall,
+    binary_recall_at_fixed_precision,
+    binary_sensitivity_at_specificity,
+    binary_specificity_at_sensitivity,
+)
+
+import goloss
+
+KINDS = {  # loss kind -> (module, constrained rate, objective rate, objective is maximised)
+    "RAP": (goloss.RecallAtPrecisionLoss, "precision", "recall", True),
+    "PAR": (goloss.PrecisionAtRecallLoss, "recall", "precision", True),
+    "TPRAtFPR": (goloss.TPRAtFPRLoss, "fpr", "tpr", True),
+    "FPRAtTPR": (goloss.FPRAtTPRLoss, "tpr", "fpr", False),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# The strict (0-1 at logit 0) violation and the projected dual step
+# ---------------------------------------------------------------------------------------------
+def strict_violation(kind: str, logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor,
+                     weights: Optional[torch.Tensor] = None, normalise: str = "abs") -> torch.Tensor:
+    """Per-label rate deficit ``[L]`` at logit 0 (positive = violated).
+
+    ``normalise="abs"``: the plain rate deficit (``t - precision``, ``t - recall``, ``FPR - t``).
+    ``normalise="rel"``: divided by the allowed error rate (``1 - t`` for precision and recall
+    targets, ``t`` for an FPR target), i.e. the relative excess of the error rate.
+    """
+    x = logits.detach().reshape(logits.shape[0], -1)
+    y = labels.detach().reshape(x.shape).to(x.dtype)
+    if weights is None:
+        w = torch.ones_like(x)
+    else:
+        w = torch.as_tensor(weights, dtype=x.dtype)
+        w = (w.reshape(-1, 1) if w.dim() == 1 else w).expand_as(x)
+    pred = (x > 0).to(x.dtype)
+    tp = (w * pred * y).sum(0)
+    fp = (w * pred * (1 - y)).sum(0)
+    pos = (w * y).sum(0)
+    neg = (w * (1 - y)).sum(0)
+    t = target.to(x.dtype)
+    if kind == "RAP":
+        precision = torch.where(tp + fp > 0, tp / (tp + fp).clamp_min(1e-12), torch.ones_like(tp))
+        v, allowed = t - precision, 1 - t
+    elif kind in ("PAR", "FPRAtTPR"):
+        v = torch.where(pos > 0, t - tp / pos.clamp_min(1e-12), torch.zeros_like(tp))
+        allowed = 1 - t
+    elif kind == "TPRAtFPR":
+        v = torch.where(neg > 0, fp / neg.clamp_min(1e-12) - t, torch.zeros_like(fp))
+        allowed = t
+    else:
+        raise ValueError(kind)
+    if normalise in ("rel", "relclip"):
+        v = v / allowed.clamp_min(1e-3)
+    if normalise == "relclip":
+        v = v.clamp(-1.0, 1.0)
+    return v
+
+
+@torch.no_grad()
+def strict_dual_update(crit, logits, labels, lr: float, kind: str, normalise: str = "abs") -> None:
+    """``lambda <- max(0, lambda + lr * v)`` with ``v`` the strict violation of this batch.
+
+    Stand-in for the coming ``crit.dual_step()`` (``dual_signal="strict"``) / ``crit.dual_step(
+    logits=, labels=)``; it also discards the surrogate gradient the hook accumulated."""
+    v = strict_violation(kind, logits, labels, crit.target, normalise=normalise)
+    crit.lambdas.copy_((crit.lambdas + lr * v).clamp_min(0))
+    crit._dual_grad = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Data (standardised features; labels [N, L])
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Data:
+    name: str
+    xtr: torch.Tensor
+    ytr: torch.Tensor
+    xval: torch.Tensor
+    yval: torch.Tensor
+    xte: torch.Tensor
+    yte: torch.Tensor
+    batch: int
+    epochs: int
+
+
+def _split(x, y, fractions, rng):
+    idx = rng.permutation(len(x))
+    cuts = np.cumsum([int(round(f * len(x))) for f in fractions[:-1]])
+    return [(x[part], y[part]) for part in np.split(idx, cuts)]
+
+
+def _finish(name, x, y, rng, fractions, batch, epochs, per_feature=True):
+    """Split and scale: standardise per feature (tabular), or scale pixels into [0, 1] as images
+    are (``transforms.ToTensor``), which keeps their non-zero means (a linear model's offset)."""
+    (xtr, ytr), (xval, yval), (xte, yte) = _split(x, y, fractions, rng)
+    mean, std = (xtr.mean(0), xtr.std(0) + 1e-6) if per_feature else (0.0, xtr.max())
+    f = lambda a: torch.tensor((a - mean) / std, dtype=torch.float32)  # noqa: E731
+    g = lambda a: torch.tensor(a.reshape(len(a), -1), dtype=torch.float32)  # noqa: E731
+    return Data(name, f(xtr), g(ytr), f(xval), g(yval), f(xte), g(yte), batch, epochs)
+
+
+def _teacher(rng, x, hidden=32, nonlinear=1.0):
+    """A random score: linear part plus a random one-hidden-layer tanh network."""
+    d = x.shape[1]
+    u = rng.standard_normal(d) / math.sqrt(d)
+    w1 = rng.standard_normal((d, hidden)) * 2.0 / math.sqrt(d)
+    v = rng.standard_normal(hidden) / math.sqrt(hidden)
+    score = x @ u + nonlinear * np.tanh(x @ w1) @ v
+    return score / score.std()
+
+
+def make_data(name: str, seed: int, quick: bool = False) -> Data:
+    rng = np.random.default_rng(1000 + seed)
+    if name.startswith("digits"):  # digits-<d>: one digit vs rest (~10% positives), 1797 samples
+        from sklearn.datasets import load_digits
+        digit = int(name.split("-")[1])
+        x, t = load_digits(return_X_y=True)
+        return _finish(name, x, (t == digit).astype(float), rng, (0.45, 0.15, 0.40), 64, 60, per_feature=False)
+    if name == "breast_cancer":  # malignant (37%) as the positive class
+        from sklearn.datasets import load_breast_cancer
+        x, t = load_breast_cancer(return_X_y=True)
+        return _finish(name, x, 1.0 - t, rng, (0.45, 0.15, 0.40), 64, 60 if not quick else 5)
+    if name == "gauss2d":  # two overlapping 2-D Gaussians, 10% positives
+        n = 20_000 if not quick else 4000
+        y = (rng.random(n) < 0.1).astype(float)
+        x = rng.standard_normal((n, 2)) + y[:, None] * np.array([1.5, 1.5])
+        return _finish(name, x, y, rng, (0.6, 0.15, 0.25), 256, 20)
+    if name == "image":  # MNIST-sized one-vs-rest stand-in: 100-dim, nonlinear teacher + noise, 10% positives
+        n = 80_000 if not quick else 8000
+        data_rng = np.random.default_rng(7)  # the same task for every seed, a new sample
+        z = rng.standard_normal((n, 100)) @ (np.eye(100) + 0.3 * data_rng.standard_normal((100, 100)) / 10)
+        x = np.maximum(z - 0.5, 0.0)  # sparse non-negative "pixels"
+        score = _teacher(data_rng, x - x.mean(0), nonlinear=0.8) + IMAGE_NOISE * rng.standard_normal(n)
+        y = (score > np.quantile(score, 0.9)).astype(float)
+        return _finish(name, x, y, rng, (0.625, 0.125, 0.25), 512, 6, per_feature=False)
+    if name == "multilabel7":  # 7 labels, positives 6-37%
+        n = 60_000 if not quick else 6000
+        data_rng = np.random.default_rng(11)
+        x = rng.standard_normal((n, 30))
+        rates = np.array([0.06, 0.10, 0.15, 0.20, 0.25, 0.30, 0.37])
+        noise = np.array([0.9, 0.6, 0.5, 0.45, 0.35, 0.25, 0.12])
+        ys = []
+        for rate, sd in zip(rates, noise):
+            score = _teacher(data_rng, x, nonlinear=1.0) + sd * rng.standard_normal(n)
+            ys.append(score > np.quantile(score, 1 - rate))
+        return _finish(name, x, np.stack(ys, 1).astype(float), rng, (0.7, 0.1, 0.2), 1024, 8)
+    raise ValueError(name)
+
+
+IMAGE_NOISE = 0.3
+MULTILABEL_TARGETS = [0.2, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99]
+
+
+def make_model(kind: str, d: int, labels: int) -> torch.nn.Module:
+    if kind == "linear":
+        return torch.nn.Linear(d, labels)
+    return torch.nn.Sequential(torch.nn.Linear(d, 128), torch.nn.ReLU(), torch.nn.Linear(128, 128), torch.nn.ReLU(),
+                               torch.nn.Linear(128, labels))
+
+
+# ---------------------------------------------------------------------------------------------
+# Training and evaluation
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Config:
+    dataset: str
+    model: str
+    kind: str  # RAP / PAR / TPRAtFPR / FPRAtTPR
+    target: tuple  # one per label
+    signal: str  # strict / heldout / surrogate / bce
+    seed: int = 0
+    dual_lr: Optional[float] = None  # None: the default of the signal
+    normalise: str = "abs"
+    api: str = "proto"
+    quick: bool = False
+    batch: Optional[int] = None
+    epochs: Optional[int] = None
+
+
+DEFAULT_STRICT_LR = 1.0  # the recommendation under test (see the sweep in main)
+
+
+def rates_at_zero(logits, y):
+    pred = (logits > 0).float()
+    tp, fp = (pred * y).sum(0), (pred * (1 - y)).sum(0)
+    pos, neg = y.sum(0), (1 - y).sum(0)
+    return {
+        "precision": torch.where(tp + fp > 0, tp / (tp + fp).clamp_min(1), torch.ones_like(tp)),
+        "recall": tp / pos.clamp_min(1), "tpr": tp / pos.clamp_min(1), "fpr": fp / neg.clamp_min(1),
+        "predicted_positives": tp + fp, "positives": pos, "negatives": neg,
+    }
+
+
+def tuned(kind, logits, y, target):
+    """Cross-entropy's objective at the target, threshold tuned on this (test) set, per label."""
+    out = []
+    for k in range(y.shape[1]):
+        p, t, tk = torch.sigmoid(logits[:, k]), y[:, k].long(), float(target[k])
+        if kind == "RAP":
+            value = binary_recall_at_fixed_precision(p, t, min_precision=tk)[0]
+        elif kind == "PAR":
+            value = binary_precision_at_fixed_recall(p, t, min_recall=tk)[0]
+        elif kind == "TPRAtFPR":
+            value = binary_sensitivity_at_specificity(p, t, min_specificity=1 - tk)[0]
+        else:  # FPR at TPR >= t
+            value = 1 - binary_specificity_at_sensitivity(p, t, min_sensitivity=tk)[0]
+        out.append(float(value))
+    return out
+
+
+def train(cfg: Config) -> dict:
+    torch.set_num_threads(1)
+    torch.manual_seed(cfg.seed)
+    data = make_data(cfg.dataset, cfg.seed, cfg.quick)
+    batch, epochs = cfg.batch or data.batch, cfg.epochs or data.epochs
+    labels = data.ytr.shape[1]
+    model = make_model(cfg.model, data.xtr.shape[1], labels)
+    target = torch.tensor(cfg.target, dtype=torch.float32).expand(labels).clone()
+    module = KINDS[cfg.kind][0]
+    if cfg.signal == "bce":
+        crit = torch.nn.BCEWithLogitsLoss()
+    else:
+        kwargs = {}
+        if cfg.api == "goloss":
+            kwargs["dual_signal"] = "surrogate" if cfg.signal == "surrogate" else "strict"
+            if cfg.dual_lr is not None:
+                kwargs["dual_lr"] = cfg.dual_lr
+        crit = module(target if labels > 1 else float(target[0]), num_labels=labels, **kwargs)
+    opt = torch.optim.Adam(list(model.parameters()) + list(crit.parameters()), lr=1e-3)
+    lr = cfg.dual_lr if cfg.dual_lr is not None else DEFAULT_STRICT_LR
+    gen = torch.Generator().manual_seed(cfg.seed)
+    val_batches = torch.split(torch.randperm(len(data.xval), generator=gen), batch)
+    val_step = 0
+    lambdas_trace = []
+    n = len(data.xtr)
+    for _ in range(epochs):
+        for idx in torch.split(torch.randperm(n, generator=gen), batch):
+            xb, yb = data.xtr[idx], data.ytr[idx]
+            logits = model(xb)
+            if labels == 1:
+                logits, yb = logits.squeeze(-1), yb.squeeze(-1)
+            loss = crit(logits, yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if cfg.signal == "bce":
+                continue
+            if cfg.signal == "surrogate":
+                crit.dual_step()
+            elif cfg.signal == "strict":
+                if cfg.api == "goloss":
+                    crit.dual_step()
+                else:
+                    strict_dual_update(crit, logits, yb, lr, cfg.kind, cfg.normalise)
+            elif cfg.signal == "heldout":
+                vidx = val_batches[val_step % len(val_batches)]
+                val_step += 1
+                with torch.no_grad():
+                    vl, vy = model(data.xval[vidx]), data.yval[vidx]
+                if labels == 1:
+                    vl, vy = vl.squeeze(-1), vy.squeeze(-1)
+                if cfg.api == "goloss":
+                    crit.dual_step(logits=vl, labels=vy)
+                else:
+                    crit._dual_grad = None
+                    strict_dual_update(crit, vl, vy, lr, cfg.kind, cfg.normalise)
+            lambdas_trace.append(crit.lambdas.detach().clone())
+    with torch.no_grad():
+        logits = model(data.xte)
+    r = rates_at_zero(logits, data.yte)
+    steps = len(lambdas_trace)
+    result = {
+        "cfg": cfg, "steps": epochs * math.ceil(n / batch),
+        "rates": {k: v.tolist() for k, v in r.items()},
+        "tuned": tuned(cfg.kind, logits, data.yte, target) if cfg.signal == "bce" else None,
+    }
+    if steps:
+        trace = torch.stack(lambdas_trace)
+        result["lambda_final"] = trace[-1].tolist()
+        # equilibrium check: mean multiplier over the last 20% of steps vs. the 20% before
+        a, b = trace[int(0.6 * steps):int(0.8 * steps)].mean(0), trace[int(0.8 * steps):].mean(0)
+        result["lambda_drift"] = ((b - a) / b.clamp_min(1e-3)).tolist()
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# The table
+# ---------------------------------------------------------------------------------------------
+def suite(quick: bool, only=None):
+    """(dataset, model, kind, target) rows of the acceptance table."""
+    rows = []
+    image_models = ("linear", "mlp")
+    for model in image_models:
+        rows.append(("image", model, "RAP", (0.9,)))
+    rows += [("image", "mlp", "PAR", (0.9,)), ("image", "mlp", "TPRAtFPR", (0.02,))]
+    if only:
+        return [r for r in rows + suite_rest(quick) if f"{r[0]}/{r[1]}/{r[2]}" in only]
+    return rows + suite_rest(quick)
+
+
+def suite_rest(quick):
+    rows, image_models = [], ("linear", "mlp")
+    digits = (8,) if quick else (3, 8, 9)
+    for d in digits:
+        for model in image_models:
+            rows.append((f"digits-{d}", model, "RAP", (0.9,)))
+    rows += [("breast_cancer", "linear", "RAP", (0.9,)), ("gauss2d", "linear", "RAP", (0.9,)),
+             ("gauss2d", "linear", "PAR", (0.9,)), ("gauss2d", "linear", "TPRAtFPR", (0.02,)),
+             ("multilabel7", "mlp", "RAP", tuple(MULTILABEL_TARGETS))]
+    if quick:
+        rows = [("gauss2d", "linear", "RAP", (0.9,))]
+    return rows
+
+
+def _run(cfg):
+    return train(cfg)
+
+
+def run_all(cfgs, processes):
+    from tqdm import tqdm
+    results = []
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        for r in tqdm(pool.imap_unordered(_run, cfgs), total=len(cfgs), desc="training", leave=False):
+            results.append(r)
+    return results
+
+
+def summarise(results, tol, tol_heldout, margin=0.02):
+    """Group by row and signal; returns printable lines."""
+    groups = {}
+    for r in results:
+        c = r["cfg"]
+        groups.setdefault((c.dataset, c.model, c.kind, c.target, c.signal, c.dual_lr, c.normalise), []).append(r)
+    # cross-entropy tuned objective per (dataset, model, kind, target): mean over seeds, per label
+    ce = {}
+    for key, rs in groups.items():
+        if key[4] == "bce":
+            ce[key[:4]] = np.mean([r["tuned"] for r in rs], 0)
+    lines = []
+    header = ("dataset", "model", "loss", "target", "signal", "dual_lr", "rate@0 mean", "per seed",
+              "objective@0", "CE tuned", "lambda", "pass")
+    lines.append(header)
+    order = {"strict": 0, "heldout": 1, "surrogate": 2, "bce": 3}
+    for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], k[3], order[k[4]], k[5] or 0, k[6])):
+        dataset, model, kind, target, signal, dual_lr, norm = key
+        rs = groups[key]
+        constrained, objective, maximise = KINDS[kind][1], KINDS[kind][2], KINDS[kind][3]
+        rate = np.array([r["rates"][constrained] for r in rs])  # [seeds, L]
+        obj = np.array([r["rates"][objective] for r in rs])
+        counts_key = {"precision": "predicted_positives", "recall": "positives", "tpr": "positives",
+                      "fpr": "negatives"}[constrained]
+        counts = np.array([r["rates"][counts_key] for r in rs]).mean(0)
+        t = np.array(target) * np.ones(rate.shape[1])
+        ce_obj = ce.get(key[:4])
+        signal_name = {"strict": "strict", "heldout": "strict held-out", "surrogate": "surrogate",
+                       "bce": "BCE tuned"}[signal]
+        if signal == "bce":
+            verdict = "-"
+        else:
+            allowed = tol_heldout if signal == "heldout" else tol
+            if rate.shape[1] > 1:  # per label: within max(tol, 2 standard errors of the seed mean)
+                se = np.sqrt(t * (1 - t) / np.maximum(counts, 1) / len(rs))
+                allowed = np.maximum(allowed, 2 * se)
+            ok_rate = np.abs(rate.mean(0) - t) <= allowed
+            if ce_obj is None:
+                ok_obj = np.ones_like(ok_rate)
+            elif maximise:
+                ok_obj = obj.mean(0) >= ce_obj - margin
+            else:
+                ok_obj = obj.mean(0) <= ce_obj + margin
+            ok = ok_rate & ok_obj
+            verdict = "PASS" if ok.all() else ("FAIL(" + ",".join(
+                ("rate" if not a else "") + ("+" if not a and not b else "") + ("obj" if not b else "")
+                for a, b in zip(ok_rate, ok_obj) if not (a and b)) + ")")
+        fmt = lambda a: "/".join(f"{v:.3f}" for v in np.atleast_1d(a))  # noqa: E731
+        lam = np.mean([r.get("lambda_final", [np.nan]) for r in rs], 0)
+        lines.append((dataset, model, f"{kind}", fmt(t), signal_name, "-" if signal == "bce" else
+                      (f"{dual_lr:g}" if dual_lr is not None else "default") + ("" if norm == "abs" else f" {norm}"),
+                      fmt(rate.mean(0)), " ".join(fmt(s) for s in rate), fmt(obj.mean(0)),
+                      "-" if ce_obj is None else fmt(ce_obj), "-" if signal == "bce" else fmt(lam), verdict))
+    return lines
+
+
+def print_table(lines):
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(lines[0]))]
+    for j, line in enumerate(lines):
+        print(" | ".join(str(v).ljust(w) for v, w in zip(line, widths)))
+        if j == 0:
+            print("-+-".join("-" * w for w in widths))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--api", choices=("proto", "goloss"), default="proto")
+    parser.add_argument("--dual-lr", type=float, nargs="*", default=[None],
+                        help="strict-signal dual learning rates to compare (default: the default)")
+    parser.add_argument("--normalise", choices=("abs", "rel", "relclip"), nargs="*", default=["abs"])
+    parser.add_argument("--signals", nargs="*", default=["strict", "heldout", "surrogate", "bce"])
+    parser.add_argument("--datasets", nargs="*", default=None, help="only these datasets")
+    parser.add_argument("--rows", nargs="*", default=None, help="only these dataset/model/loss rows")
+    parser.add_argument("--tol", type=float, default=0.025)
+    parser.add_argument("--tol-heldout", type=float, default=0.03)
+    args = parser.parse_args(argv)
+    seeds = 1 if args.quick else args.seeds
+    cfgs = []
+    for dataset, model, kind, target in suite(args.quick, args.rows):
+        if args.datasets and not any(dataset.startswith(d) for d in args.datasets):
+            continue
+        for signal, seed in itertools.product(args.signals, range(seeds)):
+            base = Config(dataset, model, kind, target, signal, seed, api=args.api, quick=args.quick)
+            if signal in ("strict", "heldout"):
+                for lr, norm in itertools.product(args.dual_lr, args.normalise):
+                    cfgs.append(replace(base, dual_lr=lr, normalise=norm))
+            else:
+                cfgs.append(base)
+    start = time.perf_counter()
+    results = run_all(cfgs, args.processes)
+    print_table(summarise(results, args.tol, args.tol_heldout))
+    print(f"\n{len(cfgs)} trainings in {time.perf_counter() - start:.0f} s ({args.processes} processes)")
+    return results
+
+
+if __name__ == "__main__":
+    main()
