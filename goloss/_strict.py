@@ -50,9 +50,12 @@ def counts_from_batch(
     x, on_positives = x.detach(), on_positives.detach()
     weights = None if weights is None else weights.detach()
     if biases is None:
-        predicted = (x > 0).to(x.dtype)
-        true_positives = (on_positives * predicted).sum(0)
-        predicted_sum = predicted.sum(0) if weights is None else (weights * predicted).sum(0)
+        predicted = x > 0
+        true_positives = torch.where(predicted, on_positives, 0.0).sum(0)
+        if weights is None:
+            predicted_sum = predicted.sum(0, dtype=x.dtype)
+        else:
+            predicted_sum = torch.where(predicted, weights, 0.0).sum(0)
     else:
         predicted = (x.unsqueeze(-1) > -biases.detach()).to(x.dtype)  # [B, L, A]
         true_positives = torch.einsum("bl,bla->la", on_positives, predicted)
