@@ -22,6 +22,7 @@ from ._anchor_sum import anchor_sum
 from ._anchors import range_to_anchors_and_delta
 from ._roc_auc import roc_auc_elementwise
 from ._bounds import bounds_from_sums
+from ._surrogate_sums import surrogate_sums
 from ._strict import counts_from_batch, rate_and_violation
 from ._surrogates import indicator_scale, weighted_parts
 from ._validation import (
@@ -185,8 +186,13 @@ def rate_loss_impl(
     no second ``[B, L]`` Lagrangian is built and a ``vmap`` over targets or multipliers only
     batches ``[L]``-sized work. The constraint term is added to rows of non-zero weight only.
     """
-    positive, negative = batch.parts(batch.x)
-    positive_sum, negative_sum = positive.sum(0), negative.sum(0)
+    if batch.reduction == "none":
+        positive, negative = batch.parts(batch.x)
+        positive_sum, negative_sum = positive.sum(0), negative.sum(0)
+    else:
+        positive_sum, negative_sum = surrogate_sums(
+            batch.x, batch.on_positives, batch.on_negatives, batch.surrogate_type
+        )
     on_positive, on_negative, per_row = lagrangian.violation(t, p, batch.scale)
     objective = positive_sum if lagrangian.objective_on_positives else negative_sum
     violation = _sum_terms(

@@ -38,6 +38,12 @@ class ThresholdCounts(NamedTuple):
     negatives: torch.Tensor
 
 
+def _batch_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``(a * b).sum(0)`` for ``b`` of shape ``[B, ...]`` and ``a`` broadcastable to it, without the product."""
+    a = a.expand_as(b)
+    return torch.einsum("b...,b...->...", a, b)
+
+
 def counts_from_batch(
     x: torch.Tensor, on_positives, weights, positives: torch.Tensor, weight_sum: torch.Tensor,
     biases: Optional[torch.Tensor] = None,
@@ -49,17 +55,13 @@ def counts_from_batch(
     """
     x, on_positives = x.detach(), on_positives.detach()
     weights = None if weights is None else weights.detach()
-    if biases is None:
-        predicted = x > 0
-        true_positives = torch.where(predicted, on_positives, 0.0).sum(0)
-        if weights is None:
-            predicted_sum = predicted.sum(0, dtype=x.dtype)
-        else:
-            predicted_sum = torch.where(predicted, weights, 0.0).sum(0)
-    else:
-        predicted = (x.unsqueeze(-1) > -biases.detach()).to(x.dtype)  # [B, L, A]
-        true_positives = torch.einsum("bl,bla->la", on_positives, predicted)
-        predicted_sum = predicted.sum(0) if weights is None else torch.einsum("bl,bla->la", weights, predicted)
+    if biases is not None:
+        x = x.unsqueeze(-1) + biases.detach()  # [B, L, A]: each anchor at its own threshold
+        on_positives, weights = on_positives.unsqueeze(-1), None if weights is None else weights.unsqueeze(-1)
+    # [x > 0] as a float, in two cheap passes (a comparison and a cast cost more).
+    predicted = torch.sign(x).clamp_min_(0.0)
+    true_positives = _batch_dot(on_positives, predicted)
+    predicted_sum = predicted.sum(0) if weights is None else _batch_dot(weights, predicted)
     positives = positives.detach()
     negatives = (weight_sum - positives).detach()
     if biases is not None:

@@ -16,6 +16,7 @@ def test_drop_in_quick_prints_the_table_and_saves_the_plot(tmp_path):
     assert all(0.0 <= v <= 1.0 for v in (precision, recall, bce_precision, bce_recall, ap_goloss, ap_bce))
     assert precision > 0.0 and recall > 0.0, rows[0]  # the smoke run trains long enough to predict positives
     assert bce_precision >= precision and lam >= 0.0
+    assert abs(train_precision - 0.95) < 0.05, rows[0]  # the strict signal holds the training precision on target
     assert re.search(r"^\s+mean \|", out, flags=re.M), out
     assert "|mean goloss precision - target|" in out
     png = tmp_path / "drop_in_pr_curve.png"  # the default --plot path, relative to the cwd

@@ -90,6 +90,7 @@ def test_functional_loop(tmp_path):
     out = run_example("functional_loop.py", tmp_path)
     precision, recall = number_after("held-out precision", out), number_after("held-out recall", out)
     assert precision > 0.0 and recall > 0.0, out  # the smoke run trains long enough to predict positives
+    assert re.search(r"^held-out precision [01]\.\d{4} \(target 0\.8, at logit 0\)$", out, flags=re.M), out
     assert re.search(r"^held-out best recall at precision >= 0\.8 \(any threshold\) [01]\.\d{4}$", out, flags=re.M), out
     assert re.search(r"^held-out average precision [01]\.\d{4}, ROC AUC [01]\.\d{4}$", out, flags=re.M), out
 
@@ -99,6 +100,9 @@ def test_target_sweep(tmp_path):
     rows = re.findall(r"^\s+(0\.\d{3})\s+([01]\.\d{4})\s+([01]\.\d{4})\s+\d+\.\d{3}$", out, flags=re.M)
     assert [row[0] for row in rows] == ["0.500", "0.650", "0.800", "0.950"], out
     assert all(float(precision) > 0.0 and float(recall) > 0.0 for _, precision, recall in rows), out
+    # The strict dual signal puts the held-out precision near each target, even in --quick.
+    assert all(abs(float(precision) - float(target)) < 0.1 for target, precision, _ in rows), out
+    assert re.search(r"^mean \|precision - target\| [01]\.\d{4}, max [01]\.\d{4}$", out, flags=re.M), out
     assert (tmp_path / "target_sweep.png").stat().st_size > 0  # default path, in the cwd
 
 

@@ -1,0 +1,110 @@
+"""Per-label batch sums of the weighted surrogate in few passes over the batch.
+
+For logits ``x [B, L]`` and the weights on positives and on negatives ``c = w * y`` and
+``d = w * (1 - y)``:
+
+.. math::
+
+   S^+_l = \\sum_b c_{bl}\\,L^+(x_{bl}), \\qquad S^-_l = \\sum_b d_{bl}\\,L^-(x_{bl})
+
+The rate losses with ``reduction="mean"`` or ``"sum"`` (and their bounds) need only these sums.
+Written as plain autograd ops they cost a chain of ``[B, L]`` products forward and backward;
+this Function computes them with one transcendental pass and batched dot products, keeps only
+its inputs for backward, and forms the gradient in one expression (cross-entropy:
+``dL+/dx = sigmoid(x) - 1``, ``dL-/dx = sigmoid(x)``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``(a * b).sum(0)`` over the batch axis, without materialising the product."""
+    return torch.einsum("b...,b...->...", a.expand_as(b), b)
+
+
+def _parts(x: torch.Tensor, hinge: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(L+(x), L-(x))``."""
+    if hinge:
+        return torch.relu(1.0 - x), torch.relu(1.0 + x)
+    positive = -F.logsigmoid(x)
+    return positive, positive + x
+
+
+class SurrogateSums(torch.autograd.Function):
+    """``(S+ [L], S- [L])`` above; differentiable in ``x`` and both weights (backward and jvp)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, on_positives, on_negatives, hinge):
+        if hinge:
+            return _dot(on_positives, torch.relu(1.0 - x)), _dot(on_negatives, torch.relu(1.0 + x))
+        log_sigmoid = F.logsigmoid(x)  # -L+(x); L-(x) = x - log_sigmoid
+        return -_dot(on_positives, log_sigmoid), _dot(on_negatives, x) - _dot(on_negatives, log_sigmoid)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, on_positives, on_negatives, hinge = inputs
+        ctx.hinge = hinge
+        ctx.save_for_backward(x, on_positives, on_negatives)
+        ctx.save_for_forward(x, on_positives, on_negatives)
+
+    @staticmethod
+    def _slopes(x, hinge):
+        """``(dL+/dx, dL-/dx)``."""
+        if hinge:  # -[x < 1] and [x > -1], as sign-and-clamp passes (cheaper than compare-and-cast)
+            return torch.sign(x - 1.0).clamp_max_(0.0), torch.sign(x + 1.0).clamp_min_(0.0)
+        sigmoid = torch.sigmoid(x)
+        return sigmoid - 1.0, sigmoid
+
+    @staticmethod
+    def backward(ctx, grad_positive, grad_negative):
+        x, on_positives, on_negatives = ctx.saved_tensors
+        grad_x = grad_on_positives = grad_on_negatives = None
+        if ctx.needs_input_grad[0]:
+            on_positive_grad = on_positives * grad_positive
+            if ctx.hinge:
+                slope_positive, slope_negative = SurrogateSums._slopes(x, True)
+                grad_x = slope_negative * (on_negatives * grad_negative) + slope_positive * on_positive_grad
+            else:
+                # sigmoid * (c g+ + d g-) - c g+ (out of place: under vmap the grads may be batched)
+                grad_x = torch.sigmoid(x) * torch.addcmul(on_positive_grad, on_negatives, grad_negative)
+                grad_x = grad_x - on_positive_grad
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            positive, negative = _parts(x, ctx.hinge)
+            grad_on_positives = grad_positive * positive if ctx.needs_input_grad[1] else None
+            grad_on_negatives = grad_negative * negative if ctx.needs_input_grad[2] else None
+        return grad_x, grad_on_positives, grad_on_negatives, None
+
+    @staticmethod
+    def jvp(ctx, x_t, on_positives_t, on_negatives_t, _):
+        x, on_positives, on_negatives = ctx.saved_tensors
+        slope_positive, slope_negative = SurrogateSums._slopes(x, ctx.hinge)
+        tangent_positive = torch.zeros_like(x[0])
+        tangent_negative = torch.zeros_like(x[0])
+        if x_t is not None:
+            tangent_positive = tangent_positive + _dot(on_positives * slope_positive, x_t)
+            tangent_negative = tangent_negative + _dot(on_negatives * slope_negative, x_t)
+        if on_positives_t is not None or on_negatives_t is not None:
+            positive, negative = _parts(x, ctx.hinge)
+            if on_positives_t is not None:
+                tangent_positive = tangent_positive + _dot(on_positives_t, positive)
+            if on_negatives_t is not None:
+                tangent_negative = tangent_negative + _dot(on_negatives_t, negative)
+        return tangent_positive, tangent_negative
+
+
+def surrogate_sums(
+    x: torch.Tensor, on_positives: torch.Tensor, on_negatives: torch.Tensor, surrogate_type: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(S+, S-)``, each ``x.shape[1:]``: :class:`SurrogateSums` in eager mode and under
+    ``torch.func``; the plain expression under ``torch.compile`` (Dynamo cannot trace a custom
+    ``jvp``, and the compiler fuses the products itself)."""
+    hinge = surrogate_type == "hinge"
+    if torch.compiler.is_compiling():
+        positive, negative = _parts(x, hinge)
+        return (on_positives * positive).sum(0), (on_negatives * negative).sum(0)
+    return SurrogateSums.apply(x, on_positives, on_negatives, hinge)

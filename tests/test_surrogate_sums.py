@@ -1,0 +1,24 @@
+"""The per-label surrogate sums Function against the plain expression: values, gradients, jvp."""
+
+import pytest
+import torch
+
+from goloss._surrogate_sums import SurrogateSums, _parts
+
+
+@pytest.mark.parametrize("hinge", [False, True])
+@pytest.mark.parametrize("shape", [(7,), (9, 3)])
+def test_surrogate_sums_match_the_plain_expression(hinge, shape):
+    generator = torch.Generator().manual_seed(len(shape) + hinge)
+    x = (3 * torch.randn(shape, generator=generator, dtype=torch.float64)).requires_grad_()
+    y = (torch.rand(shape, generator=generator) < 0.4).double()
+    w = torch.rand(shape, generator=generator, dtype=torch.float64)
+    c, d = (w * y).requires_grad_(), (w * (1 - y)).requires_grad_()
+    ours = SurrogateSums.apply(x, c, d, hinge)
+    positive, negative = _parts(x, hinge)
+    expected = ((c * positive).sum(0), (d * negative).sum(0))
+    for a, b in zip(ours, expected):
+        torch.testing.assert_close(a, b)
+    if hinge:
+        x = x.detach().clamp(-0.9, 0.9).requires_grad_()  # away from the kinks at +-1
+    assert torch.autograd.gradcheck(lambda *t: SurrogateSums.apply(*t, hinge), (x, c, d), check_forward_ad=True)
