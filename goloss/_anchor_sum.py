@@ -15,6 +15,8 @@ forward and backward.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn.functional as F
 
@@ -156,6 +158,10 @@ class AnchorSum(torch.autograd.Function):
                                        + on_negatives.sum(0).unsqueeze(-1) * biases)
         grad_lambdas = (1.0 - anchors) * grad_c + anchors * grad_d
         return scaled * grad_logits, None, grad_output * unweighted, grad_biases, grad_lambdas, None, None
+
+
+# Function.apply binds its arguments with inspect.signature on every call: cache the signature.
+AnchorSum.forward.__signature__ = inspect.signature(AnchorSum.forward)
 
 
 def anchor_sum_reference(logits, labels, weights, biases, lambdas, anchors, hinge):

@@ -18,7 +18,8 @@ def dual_ascent_step(lambdas: Any, grads: Any, lr: float) -> Any:
 
     Args:
       lambdas: a tensor or a pytree of tensors (e.g. ``[L]`` or ``[L, A]``).
-      grads: ``d loss / d lambdas``, same structure and shapes.
+      grads: ``d loss / d lambdas`` (or a violation such as ``aux["strict_violation"]``), same
+        structure, shapes that broadcast to those of ``lambdas`` (e.g. ``[]`` for ``[1]``).
       lr: the dual learning rate, a number >= 0 (or a tensor, not checked).
 
     Returns:
@@ -32,8 +33,14 @@ def dual_ascent_step(lambdas: Any, grads: Any, lr: float) -> Any:
         raise ValueError("grads must have the pytree structure of lambdas")
 
     def step(lam: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        if g.shape != lam.shape:
-            raise ValueError(f"grads must have the shapes of lambdas, got {tuple(g.shape)} for {tuple(lam.shape)}")
+        try:
+            fits = torch.broadcast_shapes(g.shape, lam.shape) == lam.shape
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"grads must have (or broadcast to) the shapes of lambdas, got {tuple(g.shape)} for {tuple(lam.shape)}"
+            )
         check_values("lambdas", lam, "finite")
         check_values("grads", g, "finite")
         new = torch.clamp(lam + lr * g, min=0.0)

@@ -6,9 +6,10 @@ Following the proxy-Lagrangian of Cotter et al. (ALT 2019; JMLR 2019), the multi
 instead ascend on the constraint measured with 0-1 indicators at the threshold (logit 0, or
 ``logit + bias`` for each PR-AUC anchor). It is scaled as a *rate deficit*, e.g.
 ``target - precision``: in [-1, 1] whatever the batch size, positive rate or loss, so that one
-dual learning rate serves them all. A rate whose denominator is 0 on a batch (no predicted
-positive for precision, no positive for recall, no negative for the FPR) is reported as 0 and
-its violation is 0: the batch says nothing about it.
+dual learning rate serves them all. With no predicted positive on a batch the precision is 1
+(the constraint is vacuously met, so the multiplier comes down rather than leave the model
+predicting nothing); a recall without positives or an FPR without negatives is reported as 0
+with violation 0: the batch says nothing about it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
+from ._surrogate_sums import batch_dot
 from ._validation import TensorLike, as_batch_by_label, as_tensor, broadcast_to, check_choice, check_values
 
 CONSTRAINTS = ("precision", "recall", "false_positive_rate")
@@ -38,12 +40,6 @@ class ThresholdCounts(NamedTuple):
     negatives: torch.Tensor
 
 
-def _batch_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``(a * b).sum(0)`` for ``b`` of shape ``[B, ...]`` and ``a`` broadcastable to it, without the product."""
-    a = a.expand_as(b)
-    return torch.einsum("b...,b...->...", a, b)
-
-
 def counts_from_batch(
     x: torch.Tensor, on_positives, weights, positives: torch.Tensor, weight_sum: torch.Tensor,
     biases: Optional[torch.Tensor] = None,
@@ -60,8 +56,8 @@ def counts_from_batch(
         on_positives, weights = on_positives.unsqueeze(-1), None if weights is None else weights.unsqueeze(-1)
     # [x > 0] as a float, in two cheap passes (a comparison and a cast cost more).
     predicted = torch.sign(x).clamp_min_(0.0)
-    true_positives = _batch_dot(on_positives, predicted)
-    predicted_sum = predicted.sum(0) if weights is None else _batch_dot(weights, predicted)
+    true_positives = batch_dot(on_positives, predicted)
+    predicted_sum = predicted.sum(0) if weights is None else batch_dot(weights, predicted)
     positives = positives.detach()
     negatives = (weight_sum - positives).detach()
     if biases is not None:
@@ -105,7 +101,8 @@ def threshold_counts(
 
 
 def rates_at_threshold(counts: ThresholdCounts) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(precision, recall, false_positive_rate)`` from counts, each of their shape; 0 where undefined."""
+    """``(precision, recall, false_positive_rate)`` from counts, each of their shape (precision 1
+    with no predicted positive; recall, FPR 0 with a zero denominator)."""
     return tuple(rate_and_violation(counts, 0.0, constraint)[0] for constraint in CONSTRAINTS)
 
 
@@ -114,7 +111,8 @@ def strict_violation(counts: ThresholdCounts, target: TensorLike, constraint: st
 
     ``"precision"`` (precision >= target): ``target - precision``; ``"recall"`` (recall >=
     target, also TPR): ``target - recall``; ``"false_positive_rate"`` (FPR <= target):
-    ``FPR - target``. 0 where the rate is undefined on this batch.
+    ``FPR - target``. Precision with no predicted positive is 1; a recall or FPR with a zero
+    denominator gives 0.
 
     Args:
       counts: :class:`ThresholdCounts`, ``[L]`` or ``[L, A]`` each (summed over ranks or
@@ -138,14 +136,16 @@ def strict_violation(counts: ThresholdCounts, target: TensorLike, constraint: st
 def rate_and_violation(
     counts: ThresholdCounts, target: TensorLike, constraint: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The constrained rate (0 where undefined) and :func:`strict_violation`, each the counts' shape."""
+    """The constrained rate and :func:`strict_violation`, each the counts' shape."""
     tp, fp, positives, negatives = counts
     if constraint == "precision":
-        achieved, denominator = tp, tp + fp
-    elif constraint == "recall":
-        achieved, denominator = tp, positives
-    else:
-        achieved, denominator = fp, negatives
+        # No predicted positive: precision 1 (vacuously met), so the multiplier comes down and
+        # the model is not left predicting nothing.
+        predicted = tp + fp
+        empty = (predicted <= 0).to(tp.dtype)
+        rate = (tp + empty) / (predicted + empty)
+        return rate, target - rate
+    achieved, denominator = (tp, positives) if constraint == "recall" else (fp, negatives)
     # Counts are >= 0 and achieved <= denominator: 0 / tiny = 0 where the rate is undefined.
     rate = achieved / denominator.clamp_min(torch.finfo(denominator.dtype).tiny)
     deficit = rate - target if constraint == "false_positive_rate" else target - rate

@@ -234,7 +234,7 @@ class _ConstrainedLoss(nn.Module):
         if self.auto_dual_step:
             self.dual_step()
         elif not torch.compiler.is_compiling():
-            self._unstepped_forwards += 1
+            self._set("_unstepped_forwards", self._unstepped_forwards + 1)
             if self._unstepped_forwards == UNSTEPPED_FORWARDS_WARNING:
                 self._warn_once(
                     "dual_step",
@@ -242,6 +242,13 @@ class _ConstrainedLoss(nn.Module):
                     "dual_step(): the multipliers are not being updated. Call criterion.dual_step() once "
                     "per batch (after optimizer.step()), or construct it with auto_dual_step=True.",
                 )
+
+    def _set(self, name: str, value) -> None:
+        """Set a plain attribute without ``nn.Module.__setattr__``'s checks (eager; a hot path)."""
+        if torch.compiler.is_compiling():
+            setattr(self, name, value)
+        else:
+            self.__dict__[name] = value
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
@@ -295,7 +302,7 @@ class _ConstrainedLoss(nn.Module):
         torch.clamp(self.lambdas + lr * _as_dtype(violation, self.lambdas.dtype), min=0.0, out=self.lambdas)
         self.violation_sum.zero_()
         self.violation_count.zero_()
-        self._unstepped_forwards = 0
+        self._set("_unstepped_forwards", 0)
 
     @torch.no_grad()
     def held_out_violation(
@@ -369,7 +376,7 @@ class _ConstrainedLoss(nn.Module):
         if record and self.dual_mode == "explicit":
             self._record(aux)
         if not _under_transform():
-            self.last_aux = {key: value.detach() for key, value in aux.items()}
+            self._set("last_aux", {key: value.detach() for key, value in aux.items()})
         return loss
 
     @property

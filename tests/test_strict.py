@@ -25,7 +25,7 @@ def direct_rates(x, y, w, threshold_shift=0.0):
         tp += wi * yi * predicted
         fp += wi * (1 - yi) * predicted
     rate = lambda a, b: a / b if b > 0 else None  # noqa: E731
-    return rate(tp, tp + fp), rate(tp, pos), rate(fp, neg)
+    return (rate(tp, tp + fp) if tp + fp > 0 else 1.0), rate(tp, pos), rate(fp, neg)
 
 
 def expected_violation(rates, constraint, target):
@@ -112,11 +112,12 @@ def test_strict_violation_batches_like_the_loss_under_vmap_over_targets():
         torch.testing.assert_close(violation[k], expected[2])
 
 
-def test_strict_violation_is_zero_where_the_rate_is_undefined():
+def test_no_predicted_positive_is_precision_one_and_an_undefined_recall_is_no_signal():
     x = -torch.ones(6, dtype=torch.float64)  # nothing predicted positive
     y = torch.tensor([1.0, 0, 0, 1, 0, 0], dtype=torch.float64)
     _, aux = goloss.recall_at_precision_loss(None, 1.0, x, y, target_precision=0.9)
-    assert aux["strict_violation"].item() == 0.0 and aux["precision"].item() == 0.0
+    assert aux["precision"].item() == 1.0
+    assert aux["strict_violation"].item() == pytest.approx(-0.1)  # the multiplier comes down
     _, aux = goloss.precision_at_recall_loss(None, 1.0, x, torch.zeros(6, dtype=torch.float64), target_recall=0.9)
     assert aux["strict_violation"].item() == 0.0
 
