@@ -68,3 +68,22 @@ def reverse_gradient(variable: torch.Tensor, dual_rate_factor: float = 0.1) -> t
     magnitude = variable.abs()
     # (magnitude - magnitude.detach()) is exactly 0 forward, so the value is |v|.
     return magnitude.detach() - dual_rate_factor * (magnitude - magnitude.detach())
+
+
+def strict_dual_step(lambdas: torch.Tensor, signal: torch.Tensor, lr: float) -> torch.Tensor:
+    """The multipliers' step on a normalised strict violation: ``max(0, lambdas + lr * (1 + lambdas) * signal)``.
+
+    ``signal`` is :func:`~goloss.normalised_violation` (in [-1, 1]). The step is additive near 0
+    (a slack constraint can reach 0) and relative for large multipliers (about ``exp(lr *
+    signal)`` per step), so one ``lr`` serves targets whose multipliers settle near 0.5 and near
+    20 alike, and a multiplier wound up early comes back down as fast as it went up.
+
+    Args:
+      lambdas: ``[L]`` or ``[L, A]``, >= 0.
+      signal: broadcastable to ``lambdas``.
+      lr: a finite number >= 0.
+
+    Returns:
+      The new multipliers, shape of ``lambdas``.
+    """
+    return torch.clamp(lambdas + lr * (1.0 + lambdas) * signal, min=0.0)

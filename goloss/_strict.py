@@ -22,6 +22,8 @@ from ._surrogate_sums import batch_dot
 from ._validation import TensorLike, as_batch_by_label, as_tensor, broadcast_to, check_choice, check_values
 
 CONSTRAINTS = ("precision", "recall", "false_positive_rate")
+#: Smallest room for error used to normalise a violation (a target of exactly 1, or an FPR of 0).
+MIN_ALLOWED_ERROR = 1e-3
 
 
 class ThresholdCounts(NamedTuple):
@@ -150,3 +152,16 @@ def rate_and_violation(
     rate = achieved / denominator.clamp_min(torch.finfo(denominator.dtype).tiny)
     deficit = rate - target if constraint == "false_positive_rate" else target - rate
     return rate, deficit * (denominator > 0)
+
+
+def normalised_violation(violation: torch.Tensor, target: TensorLike, constraint: str) -> torch.Tensor:
+    """A strict violation over the room for error the target leaves, clipped to [-1, 1].
+
+    The room is ``1 - target`` for a precision or recall target and ``target`` for an FPR
+    target: a deficit of ``0.05`` at precision ``0.9`` is half of the allowed errors, at
+    precision ``0.5`` a tenth. The result is symmetric: -1 when the rate is perfect, +1 at (or
+    beyond) one room's worth of deficit, whatever the target.
+    """
+    room = target if constraint == "false_positive_rate" else 1.0 - target
+    room = torch.as_tensor(room, dtype=violation.dtype, device=violation.device).clamp_min(MIN_ALLOWED_ERROR)
+    return (violation / room).clamp(-1.0, 1.0)

@@ -6,7 +6,7 @@ are passed in and returned, never stored.
 
 from ._anchors import range_to_anchors_and_delta
 from ._bounds import false_positives_upper_bound, true_positives_lower_bound
-from ._dual import dual_ascent_step, reverse_gradient
+from ._dual import dual_ascent_step, reverse_gradient, strict_dual_step
 from ._losses import (
     false_positive_rate_at_true_positive_rate_loss,
     init_loss_state,
@@ -16,7 +16,7 @@ from ._losses import (
     roc_auc_loss,
     true_positive_rate_at_false_positive_rate_loss,
 )
-from ._strict import ThresholdCounts, rates_at_threshold, strict_violation, threshold_counts
+from ._strict import ThresholdCounts, normalised_violation, rates_at_threshold, strict_violation, threshold_counts
 from ._priors import LabelPriorCounts, init_label_prior_counts, update_label_prior_counts
 from ._validation import set_value_checks
 from ._surrogates import (
@@ -33,6 +33,7 @@ __all__ = [
     "false_positives_upper_bound",
     "init_label_prior_counts",
     "init_loss_state",
+    "normalised_violation",
     "precision_at_recall_loss",
     "precision_recall_auc_loss",
     "range_to_anchors_and_delta",
@@ -41,6 +42,7 @@ __all__ = [
     "roc_auc_loss",
     "rates_at_threshold",
     "set_value_checks",
+    "strict_dual_step",
     "strict_violation",
     "threshold_counts",
     "true_positive_rate_at_false_positive_rate_loss",

@@ -37,9 +37,9 @@ from torch import nn
 
 from . import _losses, distributed
 from ._anchors import range_to_anchors_and_delta
-from ._dual import reverse_gradient
+from ._dual import reverse_gradient, strict_dual_step
 from ._priors import init_label_prior_counts
-from ._strict import ThresholdCounts, counts_from_batch, rate_and_violation, rates_at_threshold
+from ._strict import ThresholdCounts, counts_from_batch, normalised_violation, rate_and_violation, rates_at_threshold
 from ._surrogates import indicator_scale
 from ._validation import (
     REDUCTIONS,
@@ -48,11 +48,12 @@ from ._validation import (
     check_number,
     check_positive_int,
     check_unit_interval,
-    check_values,
 )
 
 DUAL_MODES = ("explicit", "reverse_gradient")
 DUAL_SIGNALS = ("strict", "surrogate")
+#: The default dual learning rate of each signal.
+DEFAULT_DUAL_LR = {"strict": 0.05, "surrogate": 1.0}
 #: Training forwards without a dual step before the module warns (once).
 UNSTEPPED_FORWARDS_WARNING = 50
 #: Backward passes in a row that leave PR-AUC's biases unchanged, despite a gradient, before it warns.
@@ -65,8 +66,8 @@ SHARED_ARGUMENTS = (
     ("lambdas_init", 1.0, "initial value of the multipliers, >= 0."),
     ("label_priors", None, "fixed ``[L]`` priors, or None for streaming counts updated by each training "
                            "forward."),
-    ("dual_lr", 1.0, "learning rate of :meth:`dual_step`, >= 0; with the strict signal (a rate "
-                     "deficit in [-1, 1]) the default suits every loss, target and batch size."),
+    ("dual_lr", None, "learning rate of :meth:`dual_step`, >= 0, or None for the signal's default "
+                      "(``DEFAULT_DUAL_LR``: 0.05 strict, 1.0 surrogate)."),
     ("dual_signal", "strict", '``"strict"``: the multipliers ascend on the 0-1 constraint at the '
                               'threshold (a rate deficit); ``"surrogate"``: on the gradient of the loss, '
                               "the surrogate bound's violation (the original)."),
@@ -92,7 +93,8 @@ _STATE_DOC = """
       weighted_label_counts, weight_sum: ``[L]`` streaming prior counts (without fixed
         ``label_priors``; ``label_priors`` is then None).
       violation_sum, violation_count: the recorded dual signal since the last
-        :meth:`dual_step` (its mean is :attr:`pending_violation`).
+        :meth:`dual_step` (its mean is :attr:`pending_violation`): the surrogate violation, or
+        the normalised strict violation.
       last_aux: the ``aux`` dict of the latest call (detached): bounds, ``objective``,
         ``violation``, ``strict_violation``, the rates at the threshold, ...
       last_diagnostics: per label, from ``last_aux``: ``lagrangian = objective + lambdas *
@@ -145,6 +147,8 @@ class _ConstrainedLoss(nn.Module):
         check_choice("reduction", o["reduction"], REDUCTIONS)
         check_choice("dual_mode", o["dual_mode"], DUAL_MODES)
         check_choice("dual_signal", o["dual_signal"], DUAL_SIGNALS)
+        if o["dual_lr"] is None:
+            o["dual_lr"] = DEFAULT_DUAL_LR[o["dual_signal"]]
         for name in ("lambdas_init", "dual_lr", "positive_pseudocount", "negative_pseudocount"):
             check_number(name, o[name], low=0.0)
         check_number("dual_rate_factor", o["dual_rate_factor"])
@@ -221,13 +225,14 @@ class _ConstrainedLoss(nn.Module):
         """
         if self.dual_signal == "surrogate":
             signal = aux["violation"]
-        elif distributed.is_active(self.process_group):
-            keys = ("true_positives", "false_positives", "positives", "negatives")
-            counts = torch.stack([aux[key] for key in keys])
-            counts = ThresholdCounts(*distributed.all_reduce_sum(counts, self.process_group))
-            signal = rate_and_violation(counts, self._strict_target(counts[0].dtype), self._constraint)[1]
         else:
             signal = aux["strict_violation"]
+            if distributed.is_active(self.process_group):
+                keys = ("true_positives", "false_positives", "positives", "negatives")
+                counts = torch.stack([aux[key] for key in keys])
+                counts = ThresholdCounts(*distributed.all_reduce_sum(counts, self.process_group))
+                signal = rate_and_violation(counts, self._strict_target(counts[0].dtype), self._constraint)[1]
+            signal = normalised_violation(signal, self._strict_target(signal.dtype), self._constraint)
         with torch.no_grad():
             self.violation_sum.add_(signal.detach().reshape(self.violation_sum.shape))
             self.violation_count.add_(1.0)
@@ -269,12 +274,17 @@ class _ConstrainedLoss(nn.Module):
         labels: Optional[torch.Tensor] = None,
         weights: Optional[TensorLike] = None,
     ) -> None:
-        """Projected ascent on the multipliers: ``lambdas <- max(0, lambdas + lr * violation)``.
+        """Projected ascent on the multipliers.
 
-        Without ``logits``/``labels`` the violation is the mean of the dual signal recorded by the
-        training forwards since the last step (nothing recorded: no change). With them, it is
-        the strict violation of that (held-out) batch, computed without gradient and touching
-        no other state; it replaces the recorded signal for this step. Under
+        Without ``logits``/``labels`` the signal is the mean of the one recorded by the training
+        forwards since the last step (nothing recorded: no change). ``dual_signal="surrogate"``:
+        ``lambdas <- max(0, lambdas + lr * violation)``, the original's ascent on the surrogate
+        gradient. ``"strict"``: the strict violation normalised by the room for error the target
+        leaves and clipped to [-1, 1] (:func:`~goloss.normalised_violation`), then
+        :func:`~goloss.strict_dual_step`, ``max(0, lambdas + lr * (1 + lambdas) * signal)``:
+        additive near 0, relative for large multipliers. With ``logits``/``labels`` the signal is
+        the strict one of that (held-out) batch, computed without gradient and touching no
+        other state; it replaces the recorded signal for this step. Under
         ``torch.distributed`` every rank must call it; counts are summed (strict) or the
         recorded violation averaged (surrogate) over ranks, so every rank takes the same step.
 
@@ -294,12 +304,15 @@ class _ConstrainedLoss(nn.Module):
             if logits is None or labels is None:
                 raise ValueError("a held-out dual_step needs both logits= and labels=")
             violation = self.held_out_violation(logits, labels, weights)
+            signal = normalised_violation(violation, self._strict_target(violation.dtype), self._constraint)
+            new = strict_dual_step(self.lambdas, _as_dtype(signal, self.lambdas.dtype), lr)
+        elif self.dual_signal == "strict":
+            new = strict_dual_step(self.lambdas, _as_dtype(self.pending_violation, self.lambdas.dtype), lr)
         else:
-            violation = self.pending_violation
-            if self.dual_signal == "surrogate":
-                violation = distributed.all_reduce_mean(violation, self.process_group)
-        # lr is finite and the violation is bounded (strict) or finite (the logits are checked).
-        torch.clamp(self.lambdas + lr * _as_dtype(violation, self.lambdas.dtype), min=0.0, out=self.lambdas)
+            violation = distributed.all_reduce_mean(self.pending_violation, self.process_group)
+            # lr is finite and the logits are checked, so the violation is finite.
+            new = torch.clamp(self.lambdas + lr * _as_dtype(violation, self.lambdas.dtype), min=0.0)
+        self.lambdas.copy_(new)
         self.violation_sum.zero_()
         self.violation_count.zero_()
         self._set("_unstepped_forwards", 0)
@@ -453,9 +466,9 @@ def _rate_module_doc(summary: str, target: str, example: str) -> str:
       >>> loss = criterion(logits, labels)  # at logit 0: precision, recall and FPR are all 0.5
       >>> criterion.last_diagnostics["strict_violation"]  # the rate deficit to the target
       tensor([0.4000])
-      >>> criterion.dual_step()  # lambdas + dual_lr * 0.4
+      >>> criterion.dual_step()  # 0.4 exceeds the room for error (0.1): lambdas * (1 + 0.05) + 0.05
       >>> criterion.lambdas
-      tensor([1.4000])
+      tensor([1.1000])
     """
 
 

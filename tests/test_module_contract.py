@@ -205,7 +205,7 @@ def test_unknown_constructor_argument_is_a_type_error(module):
 @pytest.mark.parametrize("module", PUBLIC_MODULES, ids=lambda m: m.__name__)
 def test_help_shows_the_full_signature_and_the_state(module):
     parameters = inspect.signature(module).parameters
-    assert parameters["dual_lr"].default == 1.0 and parameters["dual_signal"].default == "strict"
+    assert parameters["dual_lr"].default is None and parameters["dual_signal"].default == "strict"
     assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
     text = pydoc.render_doc(module, renderer=pydoc.plaintext)
     for name in ("dual_lr", "last_diagnostics", "lambdas", "last_aux", "weight_sum", "forward", "dual_step"):

@@ -136,7 +136,10 @@ def test_held_out_dual_step_uses_the_held_out_batch_and_touches_nothing_else(mak
     before = {key: value.clone() for key, value in criterion.state_dict().items()}
     expected = criterion.held_out_violation(held_x, held_y, held_w)
     criterion.dual_step(logits=held_x, labels=held_y, weights=held_w, lr=0.5)
-    torch.testing.assert_close(criterion.lambdas, (before["lambdas"] + 0.5 * expected).clamp_min(0.0))
+    target = criterion.target if hasattr(criterion, "target") else criterion.anchors.double()
+    constraint = "false_positive_rate" if isinstance(criterion, goloss.TPRAtFPRLoss) else "precision"
+    signal = goloss.normalised_violation(expected, target, constraint)
+    torch.testing.assert_close(criterion.lambdas, goloss.strict_dual_step(before["lambdas"], signal, 0.5))
     for key in ("weighted_label_counts", "weight_sum"):
         assert torch.equal(criterion.state_dict()[key], before[key])  # priors untouched
     assert criterion.violation_count == 0  # it counted as the step: the training signal is consumed
@@ -179,3 +182,16 @@ def test_default_strict_signal_reaches_the_target_precision_on_overlapping_gauss
         predicted = model(x).squeeze(-1) > 0
     precision = (predicted & (y > 0)).sum() / predicted.sum()
     assert abs(precision.item() - 0.8) < 0.03
+
+
+def test_normalised_violation_is_relative_to_the_room_for_error_and_clipped():
+    v = torch.tensor([0.05, -0.1, 0.5, -1.0])
+    torch.testing.assert_close(goloss.normalised_violation(v, 0.9, "precision"), torch.tensor([0.5, -1.0, 1.0, -1.0]))
+    torch.testing.assert_close(goloss.normalised_violation(v, 0.5, "recall"), torch.tensor([0.1, -0.2, 1.0, -1.0]))
+    torch.testing.assert_close(goloss.normalised_violation(v, 0.1, "false_positive_rate"), torch.tensor([0.5, -1.0, 1.0, -1.0]))
+
+
+def test_strict_dual_step_is_additive_near_zero_and_relative_when_large():
+    lambdas = torch.tensor([0.0, 0.0, 10.0, 10.0])
+    signal = torch.tensor([1.0, -1.0, 1.0, -1.0])
+    torch.testing.assert_close(goloss.strict_dual_step(lambdas, signal, 0.1), torch.tensor([0.1, 0.0, 11.1, 8.9]))
