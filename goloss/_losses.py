@@ -127,9 +127,9 @@ class RateLagrangian(NamedTuple):
     constraint: str
 
 
-RECALL_AT_PRECISION = RateLagrangian(True, lambda t, p, s: (1.0 - t, t, -(1.0 - t) * p * s), "precision")
+RECALL_AT_PRECISION = RateLagrangian(True, lambda t, p, s: ((u := 1.0 - t), t, u * p * -s), "precision")
 PRECISION_AT_RECALL = RateLagrangian(False, lambda t, p, s: (1.0, 0.0, p * (t - 1.0) * s), "recall")
-TPR_AT_FPR = RateLagrangian(True, lambda t, p, s: (0.0, 1.0, -t * (1.0 - p) * s), "false_positive_rate")
+TPR_AT_FPR = RateLagrangian(True, lambda t, p, s: (0.0, 1.0, t * (1.0 - p) * -s), "false_positive_rate")
 
 
 def _times(coefficient, value):
@@ -193,13 +193,15 @@ def rate_loss_impl(
         positive_sum, negative_sum = surrogate_sums(
             batch.x, batch.on_positives, batch.on_negatives, batch.surrogate_type
         )
-    on_positive, on_negative, per_row = lagrangian.violation(t, p, batch.scale)
+    # The constant term over the batch: s times the rows of non-zero weight (a number if unweighted).
+    on_positive, on_negative, constant = lagrangian.violation(t, p, batch.scale * batch.active_rows)
     objective = positive_sum if lagrangian.objective_on_positives else negative_sum
-    violation = _sum_terms(
-        _times(on_positive, positive_sum), _times(on_negative, negative_sum), per_row * batch.active_rows
-    )
+    violation = _sum_terms(_times(on_positive, positive_sum), _times(on_negative, negative_sum), constant)
+    if batch.norm != 1.0:
+        objective, violation = objective / batch.norm, violation / batch.norm
     if batch.reduction == "none":
         keep = lagrangian.objective_on_positives
+        per_row = lagrangian.violation(t, p, batch.scale)[2]
         loss = _sum_terms(
             _times(_row_weight(on_positive, lam, keep), positive),
             _times(_row_weight(on_negative, lam, not keep), negative),
@@ -207,8 +209,6 @@ def rate_loss_impl(
         )
     else:
         loss = (objective + lam * violation).sum()
-    if batch.norm != 1.0:
-        loss, objective, violation = (value / batch.norm for value in (loss, objective, violation))
     tp_lower, fp_upper = bounds_from_sums(batch.positives, positive_sum, negative_sum, batch.scale)
     aux = {
         "lambdas": lam,

@@ -389,7 +389,7 @@ class _ConstrainedLoss(nn.Module):
         if record and self.dual_mode == "explicit":
             self._record(aux)
         if not _under_transform():
-            self._set("last_aux", {key: value.detach() for key, value in aux.items()})
+            self._set("last_aux", {key: value.detach() if value.requires_grad else value for key, value in aux.items()})
         return loss
 
     @property
