@@ -9,10 +9,12 @@ parameters and the loss's ``aux``. The two players use different signals (the
 proxy-Lagrangian of Cotter et al., 2019):
 
 * the model takes an Adam *descent* step on the surrogate loss's gradient;
-* the multiplier takes a projected *ascent* step (``goloss.dual_ascent_step``)
-  on ``aux["strict_violation"]``, the batch's real rate deficit at logit 0,
-  ``target - precision``: it grows while the batch's precision at the model's
-  own threshold is below the target and shrinks once it is above.
+* the multiplier takes an *ascent* step (``goloss.strict_dual_step``, the
+  modules' default rule) on ``aux["strict_violation"]``, the batch's real rate
+  deficit at logit 0, ``target - precision``, over the room for error
+  ``1 - target`` (``goloss.normalised_violation``): it grows while the batch's
+  precision at the model's own threshold is below the target and shrinks once it
+  is above.
 
 Ascending on the surrogate gradient instead (``aux`` has it as
 ``"violation"``) enforces the constraint on loose cross-entropy bounds of the
@@ -95,8 +97,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate (default 1e-2)")
-    parser.add_argument("--dual-lr", type=float, default=1.0,
-                        help="dual ascent learning rate on the strict violation (default 1.0)")
+    parser.add_argument("--dual-lr", type=float, default=0.05,
+                        help="dual learning rate of goloss.strict_dual_step (default 0.05)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_EPOCHS} epochs (smoke run)")
     args = parser.parse_args(argv)
@@ -166,7 +168,9 @@ def main(argv=None):
             counts, priors = goloss.update_label_prior_counts(counts, y)
             g_params, aux = grad_fn(params, lambdas, x, y[:, None], priors)
             params, opt_state = adam_update(params, g_params, opt_state, args.lr)  # descent: surrogate
-            lambdas = goloss.dual_ascent_step(lambdas, aux["strict_violation"], args.dual_lr)  # ascent: strict
+            # ascent on the strict signal over the room for error 1 - target (the modules' rule)
+            signal = goloss.normalised_violation(aux["strict_violation"], TARGET_PRECISION, "precision")
+            lambdas = goloss.strict_dual_step(lambdas, signal, args.dual_lr)
         bar.set_postfix(lam=f"{float(lambdas):.3f}", batch_precision=f"{float(aux['precision']):.3f}")
 
     with torch.no_grad():

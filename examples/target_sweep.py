@@ -7,9 +7,10 @@ multipliers and targets, while every model sees the same minibatches and the
 same streaming label prior. Each step is
 
 * a primal SGD step on all ``K`` models, on the surrogate loss's gradient;
-* a projected dual ascent step (``goloss.dual_ascent_step``) on all ``K``
-  multipliers, on the vmapped ``aux["strict_violation"]``: each model's rate
-  deficit ``target - precision`` on the batch, at its own threshold (logit 0).
+* a dual ascent step (``goloss.strict_dual_step``, the modules' default rule) on
+  all ``K`` multipliers, on the vmapped ``aux["strict_violation"]``: each model's
+  rate deficit ``target - precision`` on the batch, at its own threshold (logit
+  0), over the room for error ``1 - target`` (``goloss.normalised_violation``).
 
 The strict signal makes each multiplier settle where the model's real precision
 meets its target (the proxy-Lagrangian of Cotter et al., 2019), so the achieved
@@ -111,8 +112,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--lr", type=float, default=0.1, help="primal SGD learning rate")
-    parser.add_argument("--dual-lr", type=float, default=1.0,
-                        help="dual ascent learning rate on the strict violation (default 1.0)")
+    parser.add_argument("--dual-lr", type=float, default=0.05,
+                        help="dual learning rate of goloss.strict_dual_step (default 0.05)")
     parser.add_argument("--plot", metavar="PATH", default="target_sweep.png")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="2 epochs, 4 targets (smoke run)")
@@ -151,7 +152,9 @@ def main(argv=None):
             counts, priors = goloss.update_label_prior_counts(counts, y)
             g_params, aux = batched_grad(params, lambdas, targets, x, y, priors)
             params = {name: p - args.lr * g_params[name] for name, p in params.items()}  # descent: surrogate
-            lambdas = goloss.dual_ascent_step(lambdas, aux["strict_violation"], args.dual_lr)  # ascent: strict
+            # ascent on the strict signal, normalised by each target's room for error (as the modules do)
+            signal = goloss.normalised_violation(aux["strict_violation"], targets, "precision")
+            lambdas = goloss.strict_dual_step(lambdas, signal, args.dual_lr)
 
     scores = x_test @ params["w"].T + params["b"]  # [N, K]
     precisions, recalls = held_out_precision_recall(scores, y_test)

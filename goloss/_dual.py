@@ -70,20 +70,26 @@ def reverse_gradient(variable: torch.Tensor, dual_rate_factor: float = 0.1) -> t
     return magnitude.detach() - dual_rate_factor * (magnitude - magnitude.detach())
 
 
-def strict_dual_step(lambdas: torch.Tensor, signal: torch.Tensor, lr: float) -> torch.Tensor:
-    """The multipliers' step on a normalised strict violation: ``max(0, lambdas + lr * (1 + lambdas) * signal)``.
+def strict_dual_step(
+    lambdas: torch.Tensor, signal: torch.Tensor, lr: float, *, max_lambda: float = 1000.0
+) -> torch.Tensor:
+    """The multipliers' step on a normalised strict violation:
+    ``clamp(lambdas + lr * (1 + lambdas) * signal, 0, max_lambda)``.
 
     ``signal`` is :func:`~goloss.normalised_violation` (in [-1, 1]). The step is additive near 0
     (a slack constraint can reach 0) and relative for large multipliers (about ``exp(lr *
     signal)`` per step), so one ``lr`` serves targets whose multipliers settle near 0.5 and near
-    20 alike, and a multiplier wound up early comes back down as fast as it went up.
+    20 alike, and a multiplier wound up early comes back down as fast as it went up. The cap
+    (a constraint weighted ``max_lambda`` times the objective) keeps a model that lags, or a
+    target it cannot reach, from winding them up without bound.
 
     Args:
       lambdas: ``[L]`` or ``[L, A]``, >= 0.
       signal: broadcastable to ``lambdas``.
       lr: a finite number >= 0.
+      max_lambda: the largest multiplier.
 
     Returns:
       The new multipliers, shape of ``lambdas``.
     """
-    return torch.clamp(lambdas + lr * (1.0 + lambdas) * signal, min=0.0)
+    return torch.clamp(lambdas + lr * (1.0 + lambdas) * signal, min=0.0, max=max_lambda)
