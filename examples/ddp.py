@@ -30,12 +30,14 @@ SMOKE_LINE = "smoke run: --quick trains for a few epochs only; the numbers below
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target-precision", type=float, default=0.9)
-    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=150)
+    parser.add_argument("--batch-size", type=int, default=256,
+                        help="per rank; the strict signal needs a few dozen positives per step over the ranks")
     parser.add_argument("--nproc", type=int, default=2, help="processes to spawn without torchrun (default 2)")
     parser.add_argument("--quick", action="store_true", help="a few epochs, for a smoke test")
     args = parser.parse_args(argv)
     if args.quick:
-        args.epochs = 30
+        args.epochs = 60
     return args
 
 
@@ -73,10 +75,10 @@ def worker(rank: int | None, args: argparse.Namespace, port: int | None) -> None
     x_train, y_train = torch.tensor(x_train, dtype=torch.float32), torch.tensor(y_train)
     dataset = torch.utils.data.TensorDataset(x_train, y_train)
     sampler = torch.utils.data.distributed.DistributedSampler(dataset, num_replicas=world, rank=rank, seed=0)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=128, sampler=sampler, drop_last=True)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, drop_last=True)
 
     model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(64, 1))
-    criterion = goloss.RecallAtPrecisionLoss(target_precision=args.target_precision, dual_lr=0.1)
+    criterion = goloss.RecallAtPrecisionLoss(target_precision=args.target_precision)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
 
     for epoch in tqdm(range(args.epochs), desc=f"rank {rank}", disable=rank != 0):
@@ -86,7 +88,7 @@ def worker(rank: int | None, args: argparse.Namespace, port: int | None) -> None
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            criterion.dual_step()  # the multipliers' gradient is averaged over the ranks first
+            criterion.dual_step()  # the strict signal comes from counts summed over the ranks
 
     state = torch.stack([criterion.lambdas[0], criterion.current_label_priors()[0]])
     states = [torch.zeros_like(state) for _ in range(world)]
