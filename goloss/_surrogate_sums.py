@@ -22,18 +22,25 @@ import torch
 import torch.nn.functional as F
 
 
-_SMALL = 1 << 16  # below this many elements a fused multiply-sum beats a matrix product's set-up
-
-
 def batch_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``(a * b).sum(0)`` over the batch axis of ``b [B, ...]`` (``a`` broadcasts to it), as one
-    kernel: ``vecdot`` for small inputs, a batched matrix product (no product tensor) otherwise."""
+    """``(a * b).sum(0)`` over the batch axis of ``b [B, ...]`` (``a`` broadcasts to it).
+
+    Small inputs: ``vecdot``. One label (``b [B, 1]``): a single dot product, with no product
+    tensor (a reduction over the batch axis of a ``[B, 1]`` product is a slow strided one).
+    Otherwise the product and a contiguous reduction, which beat batched matrix products of
+    many short vectors.
+    """
     a = a.expand_as(b)
-    if b.numel() <= _SMALL:
+    if b.numel() <= 1 << 16:  # small: one fused kernel, the least overhead
         return torch.linalg.vecdot(a, b, dim=0)
-    rows = b.shape[0]
-    product = torch.bmm(a.reshape(rows, -1).t().unsqueeze(1), b.reshape(rows, -1).t().unsqueeze(2))
-    return product.reshape(b.shape[1:])
+    if b[0].numel() == 1:
+        return torch.dot(a.reshape(-1), b.reshape(-1)).reshape(b.shape[1:])
+    return (a * b).sum(0)
+
+
+def _eager() -> bool:
+    """No ``torch.func`` transform is active: in-place updates of fresh temporaries are safe."""
+    return torch._C._functorch.maybe_current_level() is None
 
 
 def _parts(x: torch.Tensor, hinge: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,8 +60,11 @@ class SurrogateSums(torch.autograd.Function):
     def forward(x, on_positives, on_negatives, hinge):
         if hinge:
             return batch_dot(on_positives, torch.relu(1.0 - x)), batch_dot(on_negatives, torch.relu(1.0 + x))
-        log_sigmoid = F.logsigmoid(x)  # -L+(x); L-(x) = x - log_sigmoid
-        return -batch_dot(on_positives, log_sigmoid), batch_dot(on_negatives, x) - batch_dot(on_negatives, log_sigmoid)
+        log_sigmoid = F.logsigmoid(x)  # -L+(x)
+        positive = -batch_dot(on_positives, log_sigmoid)
+        # L-(x) = x - log_sigmoid, in place in eager mode (a transform may batch x but not it)
+        negative_part = torch.sub(x, log_sigmoid, out=log_sigmoid) if _eager() else x - log_sigmoid
+        return positive, batch_dot(on_negatives, negative_part)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -81,9 +91,11 @@ class SurrogateSums(torch.autograd.Function):
                 slope_positive, slope_negative = SurrogateSums._slopes(x, True)
                 grad_x = slope_negative * (on_negatives * grad_negative) + slope_positive * on_positive_grad
             else:
-                # sigmoid * (c g+ + d g-) - c g+ (out of place: under vmap the grads may be batched)
-                grad_x = torch.sigmoid(x) * torch.addcmul(on_positive_grad, on_negatives, grad_negative)
-                grad_x = grad_x - on_positive_grad
+                # sigmoid * (c g+ + d g-) - c g+, in place on the fresh sigmoid in eager mode
+                weight = torch.addcmul(on_positive_grad, on_negatives, grad_negative)
+                sigmoid = torch.sigmoid(x)
+                scaled = sigmoid.mul_(weight) if _eager() and weight.shape == sigmoid.shape else sigmoid * weight
+                grad_x = scaled.sub_(on_positive_grad) if _eager() else scaled - on_positive_grad
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
             positive, negative = _parts(x, ctx.hinge)
             grad_on_positives = grad_positive * positive if ctx.needs_input_grad[1] else None
