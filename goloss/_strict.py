@@ -18,7 +18,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from ._surrogate_sums import batch_dot
+from ._surrogate_sums import batch_dot, eager_without_transforms
 from ._validation import TensorLike, as_batch_by_label, as_tensor, broadcast_to, check_choice, check_values
 
 CONSTRAINTS = ("precision", "recall", "false_positive_rate")
@@ -53,13 +53,21 @@ def counts_from_batch(
     """
     x, on_positives = x.detach(), on_positives.detach()
     weights = None if weights is None else weights.detach()
-    if biases is not None:
-        x = x.unsqueeze(-1) + biases.detach()  # [B, L, A]: each anchor at its own threshold
-        on_positives, weights = on_positives.unsqueeze(-1), None if weights is None else weights.unsqueeze(-1)
-    # [x > 0] as a float, in two cheap passes (a comparison and a cast cost more).
-    predicted = torch.sign(x).clamp_min_(0.0)
-    true_positives = batch_dot(on_positives, predicted)
-    predicted_sum = predicted.sum(0) if weights is None else batch_dot(weights, predicted)
+    if biases is None:
+        # [x > 0] as a float, in two cheap passes (a comparison and a cast cost more).
+        predicted = torch.sign(x).clamp_min_(0.0)
+        true_positives = batch_dot(on_positives, predicted)
+        predicted_sum = predicted.sum(0) if weights is None else batch_dot(weights, predicted)
+    else:
+        # Each anchor at its own threshold: one [B, L, A] tensor, signed in place in eager mode,
+        # and per-label matrix products (no product tensor).
+        shifted = x.unsqueeze(-1) + biases.detach()
+        signed = torch.sign(shifted, out=shifted) if eager_without_transforms() else torch.sign(shifted)
+        predicted = signed.clamp_min_(0.0)
+        true_positives = torch.einsum("bl,bla->la", on_positives.expand_as(x), predicted)
+        predicted_sum = (
+            predicted.sum(0) if weights is None else torch.einsum("bl,bla->la", weights.expand_as(x), predicted)
+        )
     positives = positives.detach()
     negatives = (weight_sum - positives).detach()
     if biases is not None:

@@ -38,7 +38,7 @@ def batch_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum(0)
 
 
-def _eager() -> bool:
+def eager_without_transforms() -> bool:
     """No ``torch.func`` transform is active: in-place updates of fresh temporaries are safe."""
     return torch._C._functorch.maybe_current_level() is None
 
@@ -63,7 +63,8 @@ class SurrogateSums(torch.autograd.Function):
         log_sigmoid = F.logsigmoid(x)  # -L+(x)
         positive = -batch_dot(on_positives, log_sigmoid)
         # L-(x) = x - log_sigmoid, in place in eager mode (a transform may batch x but not it)
-        negative_part = torch.sub(x, log_sigmoid, out=log_sigmoid) if _eager() else x - log_sigmoid
+        eager = eager_without_transforms()
+        negative_part = torch.sub(x, log_sigmoid, out=log_sigmoid) if eager else x - log_sigmoid
         return positive, batch_dot(on_negatives, negative_part)
 
     @staticmethod
@@ -94,8 +95,9 @@ class SurrogateSums(torch.autograd.Function):
                 # sigmoid * (c g+ + d g-) - c g+, in place on the fresh sigmoid in eager mode
                 weight = torch.addcmul(on_positive_grad, on_negatives, grad_negative)
                 sigmoid = torch.sigmoid(x)
-                scaled = sigmoid.mul_(weight) if _eager() and weight.shape == sigmoid.shape else sigmoid * weight
-                grad_x = scaled.sub_(on_positive_grad) if _eager() else scaled - on_positive_grad
+                eager = eager_without_transforms()
+                scaled = sigmoid.mul_(weight) if eager and weight.shape == sigmoid.shape else sigmoid * weight
+                grad_x = scaled.sub_(on_positive_grad) if eager else scaled - on_positive_grad
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
             positive, negative = _parts(x, ctx.hinge)
             grad_on_positives = grad_positive * positive if ctx.needs_input_grad[1] else None
