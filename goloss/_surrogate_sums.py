@@ -39,8 +39,9 @@ def batch_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def eager_without_transforms() -> bool:
-    """No ``torch.func`` transform is active: in-place updates of fresh temporaries are safe."""
-    return torch._C._functorch.maybe_current_level() is None
+    """Plain eager mode, no ``torch.func`` transform and no compilation: in-place updates of fresh
+    temporaries are safe (a transform may batch an input but not the temporary)."""
+    return not torch.compiler.is_compiling() and torch._C._functorch.maybe_current_level() is None
 
 
 def _parts(x: torch.Tensor, hinge: bool) -> tuple[torch.Tensor, torch.Tensor]:
