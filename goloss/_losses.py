@@ -157,6 +157,22 @@ def _sum_terms(*terms):
     return total
 
 
+def _constrained_aux(batch, lam, p, sums, objective, violation, target, constraint, biases=None) -> dict:
+    """The aux of a constrained loss: multipliers (and biases), priors, the bounds from the
+    per-label surrogate ``sums``, the Lagrangian's objective and violation, the strict terms."""
+    tp_lower, fp_upper = bounds_from_sums(batch.positives, *sums, batch.scale)
+    return {
+        "lambdas": lam,
+        **({} if biases is None else {"biases": biases}),
+        "label_priors": p,
+        "true_positives_lower_bound": tp_lower,
+        "false_positives_upper_bound": fp_upper,
+        "objective": objective,
+        "violation": violation,
+        **_strict_aux(batch, target, constraint, biases),
+    }
+
+
 def _strict_aux(batch: "Batch", target: torch.Tensor, constraint: str, biases=None) -> dict:
     """The strict violation (rate deficit), the constrained rate and the counts at the threshold
     (no gradient); :func:`~goloss.rates_at_threshold` of the counts gives every rate."""
@@ -209,16 +225,7 @@ def rate_loss_impl(
         )
     else:
         loss = (objective + lam * violation).sum()
-    tp_lower, fp_upper = bounds_from_sums(batch.positives, positive_sum, negative_sum, batch.scale)
-    aux = {
-        "lambdas": lam,
-        "label_priors": p,
-        "true_positives_lower_bound": tp_lower,
-        "false_positives_upper_bound": fp_upper,
-        "objective": objective,
-        "violation": violation,
-        **_strict_aux(batch, t, lagrangian.constraint),
-    }
+    aux = _constrained_aux(batch, lam, p, (positive_sum, negative_sum), objective, violation, t, lagrangian.constraint)
     return batch.finish(loss, aux)
 
 
@@ -447,18 +454,9 @@ def pr_auc_loss_impl(
         + anchors * negative_sums
     ) * scale
 
-    positive, negative = batch.parts(batch.x)
-    tp_lower, fp_upper = bounds_from_sums(batch.positives, positive.sum(0), negative.sum(0), batch.scale)
-    aux = {
-        "lambdas": lam,
-        "biases": biases,
-        "label_priors": p,
-        "true_positives_lower_bound": tp_lower,
-        "false_positives_upper_bound": fp_upper,
-        "objective": objective,
-        "violation": violation,
-        **_strict_aux(batch, anchors, "precision", biases),
-    }
+    # The bounds, as in the original, are those of the logits without the biases.
+    sums = surrogate_sums(batch.x, batch.on_positives, batch.on_negatives, batch.surrogate_type)
+    aux = _constrained_aux(batch, lam, p, sums, objective, violation, anchors, "precision", biases)
     return batch.finish(loss, aux)
 
 
