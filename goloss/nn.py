@@ -8,14 +8,17 @@ A module's ``forward(logits, labels, weights=None)`` returns the loss like
     loss = criterion(model(x), y)
     loss.backward()
     optimizer.step()         # descent on the model (and on PR-AUC's biases)
-    criterion.dual_step()    # ascent on the multipliers: max(0, lambda + dual_lr * violation)
+    criterion.dual_step()    # ascent on the multipliers
 
 The loss is linear in the multipliers, so its gradient with respect to them is the surrogate
-constraint's violation, which the core returns in ``aux``: each training forward records the
-violation (no autograd hook), and ``dual_step()`` consumes the *mean* of those recorded since the
-last step. ``dual_signal="strict"`` (default) records instead the real 0-1 constraint at
-the threshold as a rate deficit (e.g. ``target - precision``), as in the proxy-Lagrangian of
-Cotter et al. (2019): the model's gradient is the same, only the multipliers' direction differs.
+constraint's violation, which the core returns in ``aux``: each training forward records a
+dual signal (no autograd hook), and ``dual_step()`` consumes the *mean* of those recorded since
+the last step. ``dual_signal="strict"`` (default) records the real 0-1 constraint at the
+threshold as a rate deficit (e.g. ``target - precision``) over the room for error the target
+leaves, clipped to [-1, 1], and steps ``clamp(lambda + dual_lr (1 + lambda) signal, 0, 1000)``,
+as in the proxy-Lagrangian of Cotter et al. (2019): the model's gradient is the same, only the
+multipliers' direction differs. ``dual_signal="surrogate"`` records the surrogate violation and
+steps ``max(0, lambda + dual_lr * violation)``, the original's ascent.
 
 State changes only in a training forward with gradients enabled, in eager mode or under
 ``torch.compile``; under ``torch.no_grad()``, in eval mode, and under ``torch.func`` transforms
