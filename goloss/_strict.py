@@ -104,8 +104,8 @@ def threshold_counts(
     with torch.no_grad():
         on_positives = w * y
         if biases is not None:
-            biases = broadcast_to("biases", as_tensor(biases, x), (x.shape[1], as_tensor(biases, x).shape[-1]),
-                                  "[A] or [L, A]")
+            biases = as_tensor(biases, x)
+            biases = broadcast_to("biases", biases, (x.shape[1], biases.shape[-1]), "[A] or [L, A]")
             check_values("biases", biases, "finite")
         return counts_from_batch(x, on_positives, w, on_positives.sum(0), w.sum(0), biases)
 

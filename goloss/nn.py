@@ -126,6 +126,11 @@ def _with_shared_arguments(init):
     return init
 
 
+def _counts_in(aux: dict) -> ThresholdCounts:
+    """The threshold counts a constrained loss returns in ``aux``."""
+    return ThresholdCounts(*(aux[name] for name in ThresholdCounts._fields))
+
+
 def _as_dtype(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return tensor if tensor.dtype == dtype else tensor.to(dtype)
 
@@ -231,11 +236,8 @@ class _ConstrainedLoss(nn.Module):
         else:
             signal = aux["strict_violation"]
             if distributed.is_active(self.process_group):
-                keys = ("true_positives", "false_positives", "positives", "negatives")
-                counts = torch.stack([aux[key] for key in keys])
-                counts = ThresholdCounts(*distributed.all_reduce_sum(counts, self.process_group))
-                signal = rate_and_violation(counts, self._strict_target(counts[0].dtype), self._constraint)[1]
-            signal = normalised_violation(signal, self._strict_target(signal.dtype), self._constraint)
+                signal = self._strict_violation(_counts_in(aux))
+            signal = self._normalised(signal)
         with torch.no_grad():
             self.violation_sum.add_(signal.detach().reshape(self.violation_sum.shape))
             self.violation_count.add_(1.0)
@@ -306,8 +308,7 @@ class _ConstrainedLoss(nn.Module):
         if logits is not None or labels is not None:
             if logits is None or labels is None:
                 raise ValueError("a held-out dual_step needs both logits= and labels=")
-            violation = self.held_out_violation(logits, labels, weights)
-            signal = normalised_violation(violation, self._strict_target(violation.dtype), self._constraint)
+            signal = self._normalised(self.held_out_violation(logits, labels, weights))
             new = strict_dual_step(self.lambdas, _as_dtype(signal, self.lambdas.dtype), lr)
         elif self.dual_signal == "strict":
             new = strict_dual_step(self.lambdas, _as_dtype(self.pending_violation, self.lambdas.dtype), lr)
@@ -331,9 +332,18 @@ class _ConstrainedLoss(nn.Module):
             batch.x, batch.on_positives, batch.w if batch.weighted else None, batch.positives,
             batch.weight_sum, biases,
         )
+        return self._strict_violation(counts)
+
+    def _strict_violation(self, counts: ThresholdCounts) -> torch.Tensor:
+        """The strict violation from threshold counts, summed over the ranks first under
+        ``torch.distributed``."""
         if distributed.is_active(self.process_group):
             counts = ThresholdCounts(*distributed.all_reduce_sum(torch.stack(list(counts)), self.process_group))
-        return rate_and_violation(counts, self._strict_target(batch.x.dtype), self._constraint)[1]
+        return rate_and_violation(counts, self._strict_target(counts[0].dtype), self._constraint)[1]
+
+    def _normalised(self, violation: torch.Tensor) -> torch.Tensor:
+        """A strict violation over the room for error this module's target leaves, in [-1, 1]."""
+        return normalised_violation(violation, self._strict_target(violation.dtype), self._constraint)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         """Refuse, with a ``ValueError`` naming the entry, a state of another shape (e.g. another
@@ -402,8 +412,7 @@ class _ConstrainedLoss(nn.Module):
         if not aux:
             return {}
         weighted = aux["lambdas"] * aux["violation"]
-        counts = ThresholdCounts(*(aux[key] for key in ("true_positives", "false_positives", "positives", "negatives")))
-        precision, recall, fpr = rates_at_threshold(counts)
+        precision, recall, fpr = rates_at_threshold(_counts_in(aux))
         keys = ("objective", "violation", "strict_violation", "lambdas", "label_priors",
                 "true_positives_lower_bound", "false_positives_upper_bound")
         return {

@@ -145,31 +145,28 @@ def test_auto_dual_step_never_warns():
             criterion(torch.randn(8, requires_grad=True), (torch.rand(8) < 0.5).float())
 
 
-def test_pr_auc_biases_left_out_of_the_optimizer_warn():
+def train_pr_auc_for_15_steps(biases_in_optimizer: bool) -> None:
     torch.manual_seed(0)
     model, criterion = torch.nn.Linear(3, 1), goloss.PrecisionRecallAUCLoss(num_anchors=5)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)  # the pitfall: criterion.parameters() missing
+    parameters = [*model.parameters(), *(criterion.parameters() if biases_in_optimizer else [])]
+    optimizer = torch.optim.SGD(parameters, lr=0.1)
     x, y = torch.randn(32, 3), (torch.rand(32) < 0.4).float()
+    for _ in range(15):
+        optimizer.zero_grad()
+        criterion(model(x).squeeze(-1), y).backward()
+        optimizer.step()
+        criterion.dual_step()
+
+
+def test_pr_auc_biases_left_out_of_the_optimizer_warn():
     with pytest.warns(UserWarning, match=r"biases.*criterion\.parameters\(\)"):
-        for _ in range(15):
-            optimizer.zero_grad()
-            criterion(model(x).squeeze(-1), y).backward()
-            optimizer.step()
-            criterion.dual_step()
+        train_pr_auc_for_15_steps(biases_in_optimizer=False)  # the pitfall
 
 
 def test_pr_auc_biases_in_the_optimizer_do_not_warn():
-    torch.manual_seed(0)
-    model, criterion = torch.nn.Linear(3, 1), goloss.PrecisionRecallAUCLoss(num_anchors=5)
-    optimizer = torch.optim.SGD([*model.parameters(), *criterion.parameters()], lr=0.1)
-    x, y = torch.randn(32, 3), (torch.rand(32) < 0.4).float()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        for _ in range(15):
-            optimizer.zero_grad()
-            criterion(model(x).squeeze(-1), y).backward()
-            optimizer.step()
-            criterion.dual_step()
+        train_pr_auc_for_15_steps(biases_in_optimizer=True)
 
 
 def test_loading_another_target_warns_and_says_which_holds():
