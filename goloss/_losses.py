@@ -22,6 +22,7 @@ from ._anchor_sum import anchor_sum
 from ._anchors import range_to_anchors_and_delta
 from ._roc_auc import roc_auc_elementwise
 from ._bounds import bounds_from_sums
+from ._surrogate_rows import surrogate_rows
 from ._surrogate_sums import surrogate_sums
 from ._strict import counts_from_batch, rate_and_violation
 from ._surrogates import indicator_scale, weighted_parts
@@ -202,28 +203,25 @@ def rate_loss_impl(
     no second ``[B, L]`` Lagrangian is built and a ``vmap`` over targets or multipliers only
     batches ``[L]``-sized work. The constraint term is added to rows of non-zero weight only.
     """
+    # The constant term over the batch: s times the rows of non-zero weight (a number if unweighted).
+    on_positive, on_negative, constant = lagrangian.violation(t, p, batch.scale * batch.active_rows)
     if batch.reduction == "none":
-        positive, negative = batch.parts(batch.x)
-        positive_sum, negative_sum = positive.sum(0), negative.sum(0)
+        keep = lagrangian.objective_on_positives
+        loss, positive_sum, negative_sum = surrogate_rows(
+            batch.x, batch.on_positives, batch.on_negatives,
+            _row_weight(on_positive, lam, keep), _row_weight(on_negative, lam, not keep),
+            lagrangian.violation(t, p, batch.scale)[2] * lam, batch.active if batch.weighted else None,
+            batch.surrogate_type,
+        )
     else:
         positive_sum, negative_sum = surrogate_sums(
             batch.x, batch.on_positives, batch.on_negatives, batch.surrogate_type
         )
-    # The constant term over the batch: s times the rows of non-zero weight (a number if unweighted).
-    on_positive, on_negative, constant = lagrangian.violation(t, p, batch.scale * batch.active_rows)
     objective = positive_sum if lagrangian.objective_on_positives else negative_sum
     violation = _sum_terms(_times(on_positive, positive_sum), _times(on_negative, negative_sum), constant)
     if batch.norm != 1.0:
         objective, violation = objective / batch.norm, violation / batch.norm
-    if batch.reduction == "none":
-        keep = lagrangian.objective_on_positives
-        per_row = lagrangian.violation(t, p, batch.scale)[2]
-        loss = _sum_terms(
-            _times(_row_weight(on_positive, lam, keep), positive),
-            _times(_row_weight(on_negative, lam, not keep), negative),
-            (per_row * lam) * batch.active,
-        )
-    else:
+    if batch.reduction != "none":
         loss = (objective + lam * violation).sum()
     aux = _constrained_aux(batch, lam, p, (positive_sum, negative_sum), objective, violation, t, lagrangian.constraint)
     return batch.finish(loss, aux)

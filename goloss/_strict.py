@@ -55,7 +55,7 @@ def counts_from_batch(
     weights = None if weights is None else weights.detach()
     if biases is None:
         # [x > 0] as a float, in two cheap passes (a comparison and a cast cost more).
-        predicted = torch.sign(x).clamp_min_(0.0)
+        predicted = torch.relu(x).sign_() if eager_without_transforms() else torch.relu(x).sign()
         true_positives = batch_dot(on_positives, predicted)
         predicted_sum = predicted.sum(0) if weights is None else batch_dot(weights, predicted)
     else:

@@ -1,0 +1,213 @@
+"""The per-row Lagrangian of a rate loss with ``reduction="none"``, and its batch sums, in one Function.
+
+For logits ``x [B, L]``, the weights on positives and on negatives ``c = w * y`` and
+``d = w * (1 - y)``, per-label coefficients ``alpha``, ``beta``, ``gamma`` and the mask of rows
+of non-zero weight ``m``:
+
+.. math::
+
+   P = c\\,L^+(x), \\quad N = d\\,L^-(x), \\quad
+   \\mathrm{rows} = \\alpha P + \\beta N + \\gamma m, \\quad
+   S^+ = \\sum_b P_b, \\quad S^- = \\sum_b N_b
+
+The coefficients may carry leading axes (``[K, 1, L]``: a ``vmap`` over K targets or
+multipliers), so ``rows`` is ``[K, B, L]`` while ``P`` and ``N`` are computed once. Written as
+plain autograd ops, every product would be a ``[B, L]`` (or ``[K, B, L]``) temporary forward and
+backward; here the forward is a few in-place passes and the backward forms the logits' gradient
+in one expression. When the incoming gradient is constant along the batch axis (it comes from
+``.sum()``, stride 0), every contraction over the batch is a product of ``[L]``-sized numbers
+and the sums ``S+``, ``S-`` already at hand, and a contraction over K costs nothing per row.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+from ._surrogate_sums import _parts, eager_without_transforms
+
+
+def _sum_to(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """``tensor`` summed down to ``shape`` (the inverse of broadcasting)."""
+    return tensor if tensor.shape == shape else tensor.sum_to_size(shape)
+
+
+def _slopes(x: torch.Tensor, hinge: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(dL+/dx, dL-/dx)``: ``(sigmoid - 1, sigmoid)`` or ``(-[x < 1], [x > -1])``."""
+    if hinge:
+        return torch.sign(x - 1.0).clamp_max_(0.0), torch.sign(x + 1.0).clamp_min_(0.0)
+    sigmoid = torch.sigmoid(x)
+    return sigmoid - 1.0, sigmoid
+
+
+def _batch_sum(part: torch.Tensor) -> torch.Tensor:
+    """``part.sum(-2)``; one label as a contiguous sum (a strided reduction of ``[B, 1]`` is slow)."""
+    if part.dim() == 2 and part.shape[1] == 1:
+        return part.reshape(-1).sum(0, keepdim=True)
+    return part.sum(-2)
+
+
+def _contract(grad: torch.Tensor, part: torch.Tensor, shape: torch.Size, sign: float = 1.0) -> torch.Tensor:
+    """``sign * sum(grad * part)`` down to ``shape``; one dot product where both are ``[B, 1]``."""
+    if grad.shape == part.shape and part.dim() == 2 and part.shape[1] == 1:
+        return _sum_to(sign * torch.dot(grad.reshape(-1), part.reshape(-1)).reshape(1), shape)
+    return _sum_to(grad * part, shape) * sign
+
+
+def _grad_logits(x, c, d, on_positive, on_negative, hinge: bool) -> torch.Tensor:
+    """``on_positive * c * dL+/dx + on_negative * d * dL-/dx``; for cross-entropy
+    ``sigmoid(x) * (a + b) - a`` with ``a = on_positive * c``, ``b = on_negative * d``, in place."""
+    weighted_positive = on_positive * c
+    if hinge:
+        slope_positive, slope_negative = _slopes(x, True)
+        return slope_positive * weighted_positive + slope_negative * (on_negative * d)
+    both = torch.addcmul(weighted_positive, on_negative, d)
+    sigmoid = torch.sigmoid(x)
+    if eager_without_transforms() and sigmoid.shape == both.shape:
+        return sigmoid.mul_(both).sub_(weighted_positive)
+    return sigmoid * both - weighted_positive
+
+
+class SurrogateRows(torch.autograd.Function):
+    """``(rows, S+, S-)`` above; differentiable in ``x``, ``c``, ``d`` and the coefficients
+    (backward, jvp, and a vmap rule that keeps ``P`` and ``N`` unbatched)."""
+
+    @staticmethod
+    def forward(x, c, d, alpha, beta, gamma, mask, hinge):
+        eager = eager_without_transforms()
+
+        def times(part, weight):  # in place on the fresh part where the shapes allow
+            fits = eager and part.shape == torch.broadcast_shapes(part.shape, weight.shape)
+            return part.mul_(weight) if fits else part * weight
+
+        def plus(part, *terms):  # part + the product of terms, in place where the shapes allow
+            shape = torch.broadcast_shapes(part.shape, *(term.shape for term in terms))
+            if eager and part.shape == shape:
+                return part.add_(terms[0]) if len(terms) == 1 else part.addcmul_(*terms)
+            return part + (terms[0] if len(terms) == 1 else terms[0] * terms[1])
+
+        # ``signed`` is P for hinge and -P for cross-entropy (no negation pass).
+        if hinge:
+            signed, negative = _parts(x, True)
+            sign = 1.0
+        else:
+            signed = torch.nn.functional.logsigmoid(x)  # -L+(x); L-(x) = x - log_sigmoid
+            negative = x - signed
+            sign = -1.0
+        signed, negative = times(signed, c), times(negative, d)
+        # alpha * P, then + gamma: two passes that vectorise (one addcmul with two broadcast operands does not)
+        rows = plus(signed * (sign * alpha), gamma if mask is None else gamma * mask)
+        rows = plus(rows, beta, negative)
+        return rows, sign * _batch_sum(signed), _batch_sum(negative), signed, negative
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, c, d, alpha, beta, gamma, mask, hinge = inputs
+        ctx.hinge = hinge
+        ctx.gamma_shape = gamma.shape
+        ctx.set_materialize_grads(False)  # unused outputs (often the sums, always P and N) get None
+        ctx.mark_non_differentiable(output[3], output[4])  # +-P and N, kept for the coefficients' gradients
+        ctx.save_for_backward(x, c, d, alpha, beta, mask, *output[1:])
+        ctx.save_for_forward(x, c, d, alpha, beta, mask)
+
+    @staticmethod
+    def backward(ctx, grad_rows, grad_positive_sum, grad_negative_sum, _grad_positive, _grad_negative):
+        x, c, d, alpha, beta, mask, positive_sum, negative_sum, signed, negative = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        data_shape = torch.broadcast_shapes(x.shape, c.shape, d.shape)
+        if grad_rows is None:  # only the sums are used: a stride-0 zero takes the cheap path
+            shape = torch.broadcast_shapes(data_shape, alpha.shape, beta.shape, ctx.gamma_shape)
+            grad_rows = torch.zeros((), dtype=x.dtype, device=x.device).expand(shape)
+        # g constant along the batch axis (from .sum()): work with G = g[..., :1, :] instead.
+        uniform = mask is None and grad_rows.dim() >= 2 and grad_rows.stride(-2) == 0
+        if uniform:
+            grad_rows = grad_rows.narrow(-2, 0, 1)
+            reach = torch.Size((*data_shape[:-2], 1, data_shape[-1]))
+        else:
+            reach = data_shape
+        # The gradient reaching P and N (summed over any coefficient axis K not in the data).
+        on_positive = _sum_to(grad_rows * alpha, reach)
+        on_negative = _sum_to(grad_rows * beta, reach)
+        if grad_positive_sum is not None:
+            on_positive = on_positive + grad_positive_sum.unsqueeze(-2)
+        if grad_negative_sum is not None:
+            on_negative = on_negative + grad_negative_sum.unsqueeze(-2)
+        grad_x = grad_c = grad_d = grad_alpha = grad_beta = grad_gamma = None
+        if needs[0]:
+            grad_x = _sum_to(_grad_logits(x, c, d, on_positive, on_negative, ctx.hinge), x.shape)
+        if needs[1] or needs[2]:
+            positive_part, negative_part = _parts(x, ctx.hinge)
+            grad_c = _sum_to(on_positive * positive_part, c.shape) if needs[1] else None
+            grad_d = _sum_to(on_negative * negative_part, d.shape) if needs[2] else None
+        if uniform:  # sum_b g P = G S+, sum_b g N = G S-, sum_b g = G B
+            grad_alpha = _sum_to(grad_rows * positive_sum.unsqueeze(-2), alpha.shape) if needs[3] else None
+            grad_beta = _sum_to(grad_rows * negative_sum.unsqueeze(-2), beta.shape) if needs[4] else None
+            grad_gamma = _sum_to(grad_rows * float(data_shape[-2]), ctx.gamma_shape) if needs[5] else None
+        else:
+            grad_alpha = _contract(grad_rows, signed, alpha.shape, 1.0 if ctx.hinge else -1.0) if needs[3] else None
+            grad_beta = _contract(grad_rows, negative, beta.shape) if needs[4] else None
+            if needs[5]:
+                grad_gamma = _sum_to(grad_rows if mask is None else grad_rows * mask, ctx.gamma_shape)
+        return grad_x, grad_c, grad_d, grad_alpha, grad_beta, grad_gamma, None, None
+
+    @staticmethod
+    def jvp(ctx, x_t, c_t, d_t, alpha_t, beta_t, gamma_t, mask_t, _):
+        x, c, d, alpha, beta, mask = ctx.saved_tensors
+        positive_part, negative_part = _parts(x, ctx.hinge)
+        slope_positive, slope_negative = _slopes(x, ctx.hinge)
+        positive_t = negative_t = None
+        if x_t is not None:
+            positive_t, negative_t = c * slope_positive * x_t, d * slope_negative * x_t
+        if c_t is not None:
+            positive_t = c_t * positive_part if positive_t is None else positive_t + c_t * positive_part
+        if d_t is not None:
+            negative_t = d_t * negative_part if negative_t is None else negative_t + d_t * negative_part
+        zero = torch.zeros_like(x)
+        positive_t = zero if positive_t is None else positive_t
+        negative_t = zero if negative_t is None else negative_t
+        rows_t = alpha * positive_t + beta * negative_t
+        if alpha_t is not None:
+            rows_t = rows_t + alpha_t * (c * positive_part)
+        if beta_t is not None:
+            rows_t = rows_t + beta_t * (d * negative_part)
+        if gamma_t is not None:
+            rows_t = rows_t + (gamma_t if mask is None else gamma_t * mask)
+        return rows_t, positive_t.sum(-2), negative_t.sum(-2), None, None
+
+    @staticmethod
+    def vmap(info, in_dims, x, c, d, alpha, beta, gamma, mask, hinge):
+        def front(tensor, dim):
+            """The vmap axis first, then the logical ``[L]`` / ``[B, L]`` aligned to ``[K, B, L]``."""
+            if dim is None:
+                return tensor
+            tensor = tensor.movedim(dim, 0)
+            return tensor.reshape(tensor.shape[0], *([1] * (3 - tensor.dim())), *tensor.shape[1:])
+
+        x_dim, c_dim, d_dim, *_ = in_dims
+        args = [front(tensor, dim) for tensor, dim in zip((x, c, d, alpha, beta, gamma, mask), in_dims)]
+        outputs = SurrogateRows.apply(*args, hinge)
+        positive = 0 if x_dim is not None or c_dim is not None else None
+        negative = 0 if x_dim is not None or d_dim is not None else None
+        return outputs, (0, positive, negative, positive, negative)
+
+
+# Function.apply binds its arguments with inspect.signature on every call: cache the signature.
+SurrogateRows.forward.__signature__ = inspect.signature(SurrogateRows.forward)
+
+
+def surrogate_rows(x, on_positives, on_negatives, alpha, beta, gamma, mask, surrogate_type):
+    """``(rows [B, L], S+ [L], S- [L])`` as above; ``alpha``, ``beta``, ``gamma`` are ``[L]``
+    (or numbers), ``mask`` the ``[B, L]`` mask of rows of non-zero weight or None for all rows.
+    The plain expression under ``torch.compile``."""
+    hinge = surrogate_type == "hinge"
+    alpha, beta, gamma = (
+        value if isinstance(value, torch.Tensor) else torch.tensor(value or 0.0, dtype=x.dtype, device=x.device)
+        for value in (alpha, beta, gamma)
+    )
+    if torch.compiler.is_compiling():
+        positive, negative = _parts(x, hinge)
+        positive, negative = on_positives * positive, on_negatives * negative
+        constant = gamma if mask is None else gamma * mask
+        return alpha * positive + beta * negative + constant, positive.sum(0), negative.sum(0)
+    return SurrogateRows.apply(x, on_positives, on_negatives, alpha, beta, gamma, mask, hinge)[:3]

@@ -1,0 +1,108 @@
+"""The per-row Lagrangian Function against the plain expression: values, gradients (general and
+constant-along-batch incoming gradients), jvp, and its vmap rule over coefficients and data."""
+
+import pytest
+import torch
+from torch.func import grad, jacfwd, vmap
+
+from goloss._surrogate_rows import SurrogateRows
+from goloss._surrogate_sums import _parts
+
+
+def plain(x, c, d, alpha, beta, gamma, mask, hinge):
+    positive, negative = _parts(x, hinge)
+    positive, negative = c * positive, d * negative
+    constant = gamma if mask is None else gamma * mask
+    return alpha * positive + beta * negative + constant, positive.sum(-2), negative.sum(-2)
+
+
+def ours(*args):
+    return SurrogateRows.apply(*args)[:3]
+
+
+def inputs(seed, shape, hinge, masked):
+    generator = torch.Generator().manual_seed(seed)
+    options = dict(generator=generator, dtype=torch.float64)
+    x = 3 * torch.randn(shape, **options)
+    if hinge:  # away from the kinks at +-1
+        x = torch.where((x.abs() - 1).abs() < 0.05, x + 0.2, x)
+    y = (torch.rand(shape, generator=generator) < 0.4).double()
+    w = torch.rand(shape, **options) * (torch.rand(shape, generator=generator) < 0.8)
+    labels = shape[-1]
+    alpha, beta, gamma = (torch.rand(labels, **options) + 0.1 for _ in range(3))
+    mask = (w > 0).double() if masked else None
+    return [x, w * y, w * (1 - y), alpha, beta, gamma, mask]
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("hinge", [False, True])
+@pytest.mark.parametrize("shape", [(7, 1), (9, 3)])
+def test_values_gradients_and_jvp_match_the_plain_expression(shape, hinge, masked):
+    args = inputs(len(shape) + shape[-1] + hinge, shape, hinge, masked)
+    differentiable = [t.requires_grad_() for t in args[:6]]
+    for a, b in zip(ours(*args, hinge), plain(*args, hinge)):
+        torch.testing.assert_close(a, b)
+    # Incoming gradients of every kind: general, and constant along the batch (from .sum()).
+    for reduce in (lambda r: (r * torch.linspace(-1, 2, r.numel(), dtype=r.dtype).reshape(r.shape)).sum(),
+                   lambda r: r.sum(), lambda r: r.sum() + 0.0 * r.mean()):
+        for with_sums in (False, True):
+            def total(f):
+                rows, positive_sum, negative_sum = f(*args, hinge)
+                extra = (positive_sum * 0.3 - negative_sum).sum() if with_sums else 0.0
+                return reduce(rows) + extra
+            got = torch.autograd.grad(total(ours), differentiable)
+            expected = torch.autograd.grad(total(plain), differentiable)
+            for name, a, b in zip("x c d alpha beta gamma".split(), got, expected):
+                torch.testing.assert_close(a, b, msg=lambda m: f"d/d {name}: {m}")
+    assert torch.autograd.gradcheck(
+        lambda *t: ours(*t, args[6], hinge), tuple(differentiable), check_forward_ad=True
+    )
+
+
+def test_uniform_gradient_path_is_taken_and_exact():
+    """``.sum()`` gives a stride-0 gradient along the batch axis: the [L]-sized path."""
+    args = inputs(3, (64, 2), False, False)
+    alpha = args[3].requires_grad_()
+    x = args[0].requires_grad_()
+    rows = ours(*args, False)[0]
+    g_alpha, g_x = torch.autograd.grad(rows.sum(), (alpha, x))
+    positive, _ = _parts(args[0], False)
+    torch.testing.assert_close(g_alpha, (args[1] * positive).sum(0))
+    expected = torch.autograd.grad(plain(*args, False)[0].sum(), x)[0]
+    torch.testing.assert_close(g_x, expected)
+
+
+@pytest.mark.parametrize("hinge", [False, True])
+def test_vmap_over_coefficients_computes_the_parts_once(hinge):
+    """vmap over K (alpha, beta, gamma): rows [K, B, L], sums unbatched, gradients exact."""
+    x, c, d, _, _, _, mask = inputs(5, (33, 2), hinge, False)
+    generator = torch.Generator().manual_seed(0)
+    alphas, betas, gammas = (torch.rand(4, 2, generator=generator, dtype=torch.float64) for _ in range(3))
+
+    def per_target(f, a, b, g, logits):
+        rows, positive_sum, negative_sum = f(logits, c, d, a, b, g, mask, hinge)
+        return rows.sum() + (positive_sum - 2 * negative_sum).sum() + (rows * logits).sum()
+
+    for argnums in (0, 3):
+        got = vmap(grad(lambda *t: per_target(ours, *t), argnums=argnums), in_dims=(0, 0, 0, None))(alphas, betas, gammas, x)
+        expected = vmap(grad(lambda *t: per_target(plain, *t), argnums=argnums), in_dims=(0, 0, 0, None))(alphas, betas, gammas, x)
+        torch.testing.assert_close(got, expected)
+    # Outside-in: autograd through a vmapped forward (the benchmark's sweep).
+    leaves = [t.clone().requires_grad_() for t in (alphas, betas, gammas, x)]
+    totals = {}
+    for name, f in (("ours", ours), ("plain", plain)):
+        value = vmap(lambda a, b, g: f(leaves[3], c, d, a, b, g, mask, hinge)[0].sum())(*leaves[:3]).sum()
+        totals[name] = torch.autograd.grad(value, leaves)
+    for a, b in zip(totals["ours"], totals["plain"]):
+        torch.testing.assert_close(a, b)
+
+
+def test_vmap_over_data_and_jacfwd():
+    x, c, d, alpha, beta, gamma, mask = inputs(7, (3, 5, 2), False, True)
+    got = vmap(lambda a, b, e, m: ours(a, b, e, alpha, beta, gamma, m, False))(x, c, d, mask)
+    expected = vmap(lambda a, b, e, m: plain(a, b, e, alpha, beta, gamma, m, False))(x, c, d, mask)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b)
+    jac = jacfwd(lambda logits: ours(logits, c[0], d[0], alpha, beta, gamma, mask[0], False)[0])(x[0])
+    expected = jacfwd(lambda logits: plain(logits, c[0], d[0], alpha, beta, gamma, mask[0], False)[0])(x[0])
+    torch.testing.assert_close(jac, expected)
