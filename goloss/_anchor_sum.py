@@ -15,10 +15,10 @@ forward and backward.
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 import torch.nn.functional as F
+
+from ._surrogate_sums import apply_function
 
 
 def _anchor_weights(lambdas, anchors):
@@ -160,8 +160,6 @@ class AnchorSum(torch.autograd.Function):
         return scaled * grad_logits, None, grad_output * unweighted, grad_biases, grad_lambdas, None, None
 
 
-# Function.apply binds its arguments with inspect.signature on every call: cache the signature.
-AnchorSum.forward.__signature__ = inspect.signature(AnchorSum.forward)
 
 
 def anchor_sum_reference(logits, labels, weights, biases, lambdas, anchors, hinge):
@@ -190,5 +188,5 @@ def anchor_sum(logits, labels, weights, biases, lambdas, anchors, hinge: bool):
     if torch.compiler.is_compiling():
         sums = _per_anchor_sums_reference(logits.detach(), labels, weights.detach(), biases.detach(), hinge)
         return (anchor_sum_reference(logits, labels, weights, biases, lambdas, anchors, hinge), *sums)
-    weighted, _, positive_sums, negative_sums = AnchorSum.apply(logits, labels, weights, biases, lambdas, anchors, hinge)
+    weighted, _, positive_sums, negative_sums = apply_function(AnchorSum, logits, labels, weights, biases, lambdas, anchors, hinge)
     return weighted, positive_sums, negative_sums

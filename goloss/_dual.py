@@ -92,4 +92,4 @@ def strict_dual_step(
     Returns:
       The new multipliers, shape of ``lambdas``.
     """
-    return torch.clamp(lambdas + lr * (1.0 + lambdas) * signal, min=0.0, max=max_lambda)
+    return torch.addcmul(lambdas, 1.0 + lambdas, signal, value=lr).clamp_(0.0, max_lambda)

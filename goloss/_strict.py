@@ -51,25 +51,28 @@ def counts_from_batch(
     With ``biases [L, A]`` each anchor is thresholded at ``x + b_k > 0`` and the counts are
     ``[L, A]``.
     """
-    x, on_positives = x.detach(), on_positives.detach()
-    weights = None if weights is None else weights.detach()
+    with torch.no_grad():
+        return _counts(x, on_positives, weights, positives, weight_sum, biases)
+
+
+def _counts(x, on_positives, weights, positives, weight_sum, biases) -> ThresholdCounts:
+    """:func:`counts_from_batch` without gradient tracking."""
     if biases is None:
         # [x > 0] as a float, in two cheap passes (a comparison and a cast cost more).
-        predicted = torch.relu(x).sign_() if eager_without_transforms() else torch.relu(x).sign()
+        predicted = torch.relu(x).sign_()  # no gradient: in place on the fresh result is safe
         true_positives = batch_dot(on_positives, predicted)
         predicted_sum = predicted.sum(0) if weights is None else batch_dot(weights, predicted)
     else:
         # Each anchor at its own threshold: one [B, L, A] tensor, signed in place in eager mode,
         # and per-label matrix products (no product tensor).
-        shifted = x.unsqueeze(-1) + biases.detach()
+        shifted = x.unsqueeze(-1) + biases
         signed = torch.sign(shifted, out=shifted) if eager_without_transforms() else torch.sign(shifted)
         predicted = signed.clamp_min_(0.0)
         true_positives = torch.einsum("bl,bla->la", on_positives.expand_as(x), predicted)
         predicted_sum = (
             predicted.sum(0) if weights is None else torch.einsum("bl,bla->la", weights.expand_as(x), predicted)
         )
-    positives = positives.detach()
-    negatives = (weight_sum - positives).detach()
+    negatives = weight_sum - positives
     if biases is not None:
         positives, negatives = positives.unsqueeze(-1), negatives.unsqueeze(-1)
     shape = true_positives.shape

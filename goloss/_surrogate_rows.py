@@ -21,11 +21,9 @@ and the sums ``S+``, ``S-`` already at hand, and a contraction over K costs noth
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 
-from ._surrogate_sums import _parts, eager_without_transforms
+from ._surrogate_sums import _parts, apply_function, eager_without_transforms
 
 
 def _sum_to(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -53,6 +51,23 @@ def _contract(grad: torch.Tensor, part: torch.Tensor, shape: torch.Size, sign: f
     if grad.shape == part.shape and part.dim() == 2 and part.shape[1] == 1:
         return _sum_to(sign * torch.dot(grad.reshape(-1), part.reshape(-1)).reshape(1), shape)
     return _sum_to(grad * part, shape) * sign
+
+
+def _swept_rows(signed, alpha, negative, beta, gamma, mask, parts) -> torch.Tensor:
+    """``alpha * signed + beta * negative + gamma * mask`` for coefficients ``[K, 1, L]`` and data
+    ``[B, L]``: per label one ``[K, 3] @ [3, B]`` product, so ``[K, B, L]`` is written once.
+    ``parts`` is None or the ``[3, B, L]`` buffer that may already hold ``signed`` and ``negative``."""
+    size = max(t.shape[0] if t.dim() == 3 else 1 for t in (alpha, beta, gamma))
+    labels = signed.shape[-1]
+    coefficients = torch.stack([t.expand(size, 1, labels) for t in (alpha, beta, gamma)], -1)  # [K, 1, L, 3]
+    constant = 1.0 if mask is None else mask
+    if parts is not None and signed.data_ptr() == parts[0].data_ptr() and negative.data_ptr() == parts[1].data_ptr():
+        parts[2].fill_(1.0) if mask is None else parts[2].copy_(mask.expand_as(signed))
+        data = parts
+    else:
+        data = torch.stack([signed, negative, torch.as_tensor(constant, dtype=signed.dtype, device=signed.device).expand_as(signed)])
+    rows = torch.bmm(coefficients.squeeze(1).transpose(0, 1), data.permute(2, 0, 1))  # [L, K, B]
+    return rows.permute(1, 2, 0)
 
 
 def _grad_logits(x, c, d, on_positive, on_negative, hinge: bool) -> torch.Tensor:
@@ -87,18 +102,29 @@ class SurrogateRows(torch.autograd.Function):
                 return part.add_(terms[0]) if len(terms) == 1 else part.addcmul_(*terms)
             return part + (terms[0] if len(terms) == 1 else terms[0] * terms[1])
 
+        data_shape = torch.broadcast_shapes(x.shape, c.shape, d.shape)
+        swept = max(alpha.dim(), beta.dim(), gamma.dim()) > 2 == len(data_shape)
+        # A sweep over K coefficients multiplies [3, B, L] parts (P, N, mask): written in place.
+        parts = torch.empty((3, *data_shape), dtype=x.dtype, device=x.device) if swept and eager else None
         # ``signed`` is P for hinge and -P for cross-entropy (no negation pass).
         if hinge:
             signed, negative = _parts(x, True)
             sign = 1.0
         else:
-            signed = torch.nn.functional.logsigmoid(x)  # -L+(x); L-(x) = x - log_sigmoid
-            negative = x - signed
+            if parts is not None and x.shape == data_shape:
+                signed = torch._C._nn.log_sigmoid(x, out=parts[0])
+                negative = torch.sub(x, signed, out=parts[1])
+            else:
+                signed = torch.nn.functional.logsigmoid(x)  # -L+(x); L-(x) = x - log_sigmoid
+                negative = x - signed
             sign = -1.0
         signed, negative = times(signed, c), times(negative, d)
-        # alpha * P, then + gamma: two passes that vectorise (one addcmul with two broadcast operands does not)
-        rows = plus(signed * (sign * alpha), gamma if mask is None else gamma * mask)
-        rows = plus(rows, beta, negative)
+        if swept:
+            rows = _swept_rows(signed, sign * alpha, negative, beta, gamma, mask, parts)
+        else:
+            # alpha * P, then + gamma: two passes that vectorise (an addcmul with two broadcast operands does not)
+            rows = plus(signed * (sign * alpha), gamma if mask is None else gamma * mask)
+            rows = plus(rows, beta, negative)
         return rows, sign * _batch_sum(signed), _batch_sum(negative), signed, negative
 
     @staticmethod
@@ -192,8 +218,6 @@ class SurrogateRows(torch.autograd.Function):
         return outputs, (0, positive, negative, positive, negative)
 
 
-# Function.apply binds its arguments with inspect.signature on every call: cache the signature.
-SurrogateRows.forward.__signature__ = inspect.signature(SurrogateRows.forward)
 
 
 def surrogate_rows(x, on_positives, on_negatives, alpha, beta, gamma, mask, surrogate_type):
@@ -210,4 +234,4 @@ def surrogate_rows(x, on_positives, on_negatives, alpha, beta, gamma, mask, surr
         positive, negative = on_positives * positive, on_negatives * negative
         constant = gamma if mask is None else gamma * mask
         return alpha * positive + beta * negative + constant, positive.sum(0), negative.sum(0)
-    return SurrogateRows.apply(x, on_positives, on_negatives, alpha, beta, gamma, mask, hinge)[:3]
+    return apply_function(SurrogateRows, x, on_positives, on_negatives, alpha, beta, gamma, mask, hinge)[:3]
