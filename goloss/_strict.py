@@ -76,7 +76,9 @@ def _counts(x, on_positives, weights, positives, weight_sum, biases) -> Threshol
     if biases is not None:
         positives, negatives = positives.unsqueeze(-1), negatives.unsqueeze(-1)
     shape = true_positives.shape
-    return ThresholdCounts(true_positives, predicted_sum - true_positives, positives.expand(shape), negatives.expand(shape))
+    if positives.shape != shape:
+        positives, negatives = positives.expand(shape), negatives.expand(shape)
+    return ThresholdCounts(true_positives, predicted_sum - true_positives, positives, negatives)
 
 
 def threshold_counts(
@@ -155,8 +157,7 @@ def rate_and_violation(
         # No predicted positive: precision 1 (vacuously met), so the multiplier comes down and
         # the model is not left predicting nothing.
         predicted = tp + fp
-        empty = (predicted <= 0).to(tp.dtype)
-        rate = (tp + empty) / (predicted + empty)
+        rate = (tp / predicted.clamp_min(torch.finfo(predicted.dtype).tiny)).add_(predicted <= 0)
         return rate, target - rate
     achieved, denominator = (tp, positives) if constraint == "recall" else (fp, negatives)
     # Counts are >= 0 and achieved <= denominator: 0 / tiny = 0 where the rate is undefined.
@@ -174,5 +175,6 @@ def normalised_violation(violation: torch.Tensor, target: TensorLike, constraint
     beyond) one room's worth of deficit, whatever the target.
     """
     room = target if constraint == "false_positive_rate" else 1.0 - target
-    room = torch.as_tensor(room, dtype=violation.dtype, device=violation.device).clamp_min(MIN_ALLOWED_ERROR)
-    return (violation / room).clamp(-1.0, 1.0)
+    if not isinstance(room, torch.Tensor):
+        room = torch.tensor(float(room), dtype=violation.dtype, device=violation.device)
+    return (violation / room.clamp_min(MIN_ALLOWED_ERROR)).clamp_(-1.0, 1.0)

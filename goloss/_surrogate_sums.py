@@ -20,6 +20,10 @@ import torch
 import torch.nn.functional as F
 
 
+#: Inputs up to this many elements are "small": per-call overhead, not passes over memory, dominates.
+SMALL = 1 << 16
+
+
 def batch_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``(a * b).sum(0)`` over the batch axis of ``b [B, ...]`` (``a`` broadcasts to it).
 
@@ -29,7 +33,7 @@ def batch_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     many short vectors.
     """
     a = a.expand_as(b)
-    if b.numel() <= 1 << 16:  # small: one fused kernel, the least overhead
+    if b.numel() <= SMALL:  # one fused kernel, the least overhead
         return torch.linalg.vecdot(a, b, dim=0)
     if b[0].numel() == 1:
         return torch.dot(a.reshape(-1), b.reshape(-1)).reshape(b.shape[1:])
@@ -145,9 +149,13 @@ def surrogate_sums(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(S+, S-)``, each ``x.shape[1:]``: :class:`SurrogateSums` in eager mode and under
     ``torch.func``; the plain expression under ``torch.compile`` (Dynamo cannot trace a custom
-    ``jvp``, and the compiler fuses the products itself)."""
+    ``jvp``, and the compiler fuses the products itself) and for small inputs (up to ``SMALL``
+    elements, where a few plain ops cost less than a Function's node)."""
     hinge = surrogate_type == "hinge"
     if torch.compiler.is_compiling():
         positive, negative = _parts(x, hinge)
         return (on_positives * positive).sum(0), (on_negatives * negative).sum(0)
+    if x.numel() <= SMALL:  # a few plain ops cost less than a Function's node
+        positive, negative = _parts(x, hinge)
+        return batch_dot(on_positives, positive), batch_dot(on_negatives, negative)
     return apply_function(SurrogateSums, x, on_positives, on_negatives, hinge)

@@ -239,7 +239,8 @@ class _ConstrainedLoss(nn.Module):
                 signal = self._strict_violation(_counts_in(aux))
             signal = self._normalised(signal)
         with torch.no_grad():
-            self.violation_sum.add_(signal.detach().reshape(self.violation_sum.shape))
+            total = self.violation_sum
+            total.add_(signal if signal.shape == total.shape else signal.reshape(total.shape))
             self.violation_count.add_(1.0)
         if self.auto_dual_step:
             self.dual_step()
