@@ -152,16 +152,26 @@ class SurrogateRows(torch.autograd.Function):
             reach = torch.Size((*data_shape[:-2], 1, data_shape[-1]))
         else:
             reach = data_shape
-        # The gradient reaching P and N (summed over any coefficient axis K not in the data).
-        on_positive = _sum_to(grad_rows * alpha, reach)
-        on_negative = _sum_to(grad_rows * beta, reach)
-        if grad_positive_sum is not None:
-            on_positive = on_positive + grad_positive_sum.unsqueeze(-2)
-        if grad_negative_sum is not None:
-            on_negative = on_negative + grad_negative_sum.unsqueeze(-2)
+        # Cross-entropy, one gradient per row of the data and none on the sums: in six passes,
+        # g * (sigmoid * (alpha c + beta d) - alpha c).
+        direct = (needs[0] and not ctx.hinge and not uniform and grad_positive_sum is None
+                  and grad_negative_sum is None and grad_rows.shape == x.shape == data_shape
+                  and eager_without_transforms())
         grad_x = grad_c = grad_d = grad_alpha = grad_beta = grad_gamma = None
-        if needs[0]:
-            grad_x = _sum_to(_grad_logits(x, c, d, on_positive, on_negative, ctx.hinge), x.shape)
+        if direct:
+            weighted_positive = c * alpha
+            both = torch.addcmul(weighted_positive, d, beta)
+            grad_x = torch.sigmoid(x).mul_(both).sub_(weighted_positive).mul_(grad_rows)
+        if (needs[0] and not direct) or needs[1] or needs[2]:
+            # The gradient reaching P and N (summed over any coefficient axis K not in the data).
+            on_positive = _sum_to(grad_rows * alpha, reach)
+            on_negative = _sum_to(grad_rows * beta, reach)
+            if grad_positive_sum is not None:
+                on_positive = on_positive + grad_positive_sum.unsqueeze(-2)
+            if grad_negative_sum is not None:
+                on_negative = on_negative + grad_negative_sum.unsqueeze(-2)
+            if needs[0] and not direct:
+                grad_x = _sum_to(_grad_logits(x, c, d, on_positive, on_negative, ctx.hinge), x.shape)
         if needs[1] or needs[2]:
             positive_part, negative_part = _parts(x, ctx.hinge)
             grad_c = _sum_to(on_positive * positive_part, c.shape) if needs[1] else None
