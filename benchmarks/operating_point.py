@@ -1,34 +1,35 @@
 """Where the constrained losses put the model's own threshold (logit 0) on held-out data.
 
 Run from the repository root: ``python -m benchmarks.operating_point`` (``--quick`` for a
-seconds-long smoke run). Every model is trained as a user would: only the target given to the
-criterion, Adam 1e-3 over the model's and the criterion's parameters, one dual update per batch
-(after ``optimizer.step()``). Signals compared:
+seconds-long smoke run). Every model is trained as a user would, through the public API only:
+the target given to the criterion (e.g. ``goloss.RecallAtPrecisionLoss(0.9)``), Adam 1e-3 over
+the model's and the criterion's parameters, one ``crit.dual_step()`` per batch (after
+``optimizer.step()``). Signals compared:
 
-- ``strict``: the multiplier ascends on the strict (0-1, at logit 0) rate deficit of the
-  training batch (Cotter et al. 2019, proxy-Lagrangian), e.g. ``t - precision`` for
-  recall-at-precision;
+- ``strict``: the module's default ``dual_signal="strict"``: the multiplier ascends on the strict
+  (0-1, at logit 0) rate deficit of the training batch (e.g. ``t - precision`` for
+  recall-at-precision), normalised by the room for error the target leaves (Cotter et al. 2019,
+  proxy-Lagrangian);
 - ``strict held-out``: the same measured on one batch of a validation split per dual step
-  (cycling over the validation batches);
-- ``surrogate``: the multiplier ascends on the surrogate constraint (the bounds; ``dual_lr=1``);
+  (cycling over the validation batches), ``crit.dual_step(logits=, labels=)``;
+- ``surrogate``: ``dual_signal="surrogate"``, the multiplier ascends on the surrogate constraint
+  (the bounds; its default ``dual_lr=1``);
 - ``BCE tuned``: ``BCEWithLogitsLoss`` with its threshold tuned on the test set (an upper
   reference, not a deployable method).
 
-For each row it prints the held-out rate at logit 0 (mean over seeds, and per seed), the
-objective rate at logit 0, the objective of cross-entropy tuned to the target on the test set,
-and pass/fail: the constrained rate within ``--tol`` (0.025; 0.03 for held-out) of the target
-(for multi-label rows: per label within ``max(tol, 2 standard errors)``), and the objective no
-lower than cross-entropy's tuned objective minus 0.02.
+``--dual-lr`` compares other dual learning rates for the strict signals (the modules'
+``dual_lr=``; default: the module's default).
 
-``--api proto`` (default) does the strict dual update in this file (``strict_dual_update``), on
-the current modules; ``--api goloss`` passes ``dual_signal=`` and calls ``crit.dual_step()`` /
-``crit.dual_step(logits=, labels=)`` instead.
+For each row it prints the held-out rate at logit 0 (mean over seeds, and per seed), the same
+rate on the training set, the objective rate at logit 0, the objective of cross-entropy tuned to
+the target on the test set, and pass/fail: the constrained rate within ``--tol`` (0.025; 0.03
+for held-out) of the target (for multi-label rows: per label within ``max(tol, 2 standard
+errors)``), and the objective no lower than cross-entropy's tuned objective minus 0.02.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import itertools
 import math
 import multiprocessing
@@ -53,67 +54,6 @@ KINDS = {  # loss kind -> (module, constrained rate, objective rate, objective i
     "TPRAtFPR": (goloss.TPRAtFPRLoss, "fpr", "tpr", True),
     "FPRAtTPR": (goloss.FPRAtTPRLoss, "tpr", "fpr", False),
 }
-
-
-# ---------------------------------------------------------------------------------------------
-# The strict (0-1 at logit 0) violation and the projected dual step
-# ---------------------------------------------------------------------------------------------
-def strict_violation(kind: str, logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor,
-                     weights: Optional[torch.Tensor] = None, normalise: str = "abs") -> torch.Tensor:
-    """Per-label rate deficit ``[L]`` at logit 0 (positive = violated).
-
-    ``normalise="abs"``: the plain rate deficit (``t - precision``, ``t - recall``, ``FPR - t``).
-    ``normalise="rel"``: divided by the allowed error rate (``1 - t`` for precision and recall
-    targets, ``t`` for an FPR target), i.e. the relative excess of the error rate.
-    """
-    x = logits.detach().reshape(logits.shape[0], -1)
-    y = labels.detach().reshape(x.shape).to(x.dtype)
-    if weights is None:
-        w = torch.ones_like(x)
-    else:
-        w = torch.as_tensor(weights, dtype=x.dtype)
-        w = (w.reshape(-1, 1) if w.dim() == 1 else w).expand_as(x)
-    pred = (x > 0).to(x.dtype)
-    tp = (w * pred * y).sum(0)
-    fp = (w * pred * (1 - y)).sum(0)
-    pos = (w * y).sum(0)
-    neg = (w * (1 - y)).sum(0)
-    t = target.to(x.dtype)
-    if kind == "RAP":
-        precision = torch.where(tp + fp > 0, tp / (tp + fp).clamp_min(1e-12), torch.ones_like(tp))
-        v, allowed = t - precision, 1 - t
-    elif kind in ("PAR", "FPRAtTPR"):
-        v = torch.where(pos > 0, t - tp / pos.clamp_min(1e-12), torch.zeros_like(tp))
-        allowed = 1 - t
-    elif kind == "TPRAtFPR":
-        v = torch.where(neg > 0, fp / neg.clamp_min(1e-12) - t, torch.zeros_like(fp))
-        allowed = t
-    else:
-        raise ValueError(kind)
-    if normalise in ("rel", "relclip"):
-        v = v / allowed.clamp_min(1e-3)
-    if normalise == "relclip":
-        v = v.clamp(-1.0, 1.0)
-    return v
-
-
-@torch.no_grad()
-def strict_dual_update(crit, logits, labels, lr: float, kind: str, normalise: str = "abs") -> None:
-    """``lambda <- max(0, lambda + lr * v)`` with ``v`` the strict violation of this batch.
-
-    Stand-in for the coming ``crit.dual_step()`` (``dual_signal="strict"``) / ``crit.dual_step(
-    logits=, labels=)``; it also discards the surrogate gradient the hook accumulated."""
-    if normalise == "mult":  # multiplicative (log-space) step on the clipped relative deficit
-        v = strict_violation(kind, logits, labels, crit.target, normalise="relclip")
-        crit.lambdas.copy_((crit.lambdas.clamp_min(1e-2) * torch.exp(lr * v)).clamp_max(1e3))
-    else:
-        v = strict_violation(kind, logits, labels, crit.target, normalise=normalise)
-        crit.lambdas.copy_((crit.lambdas + lr * v).clamp_min(0))
-    crit._dual_grad = None  # the pre-rewrite module's hook gradient
-    if hasattr(crit, "violation_sum"):  # the rewrite's recorded signal: consumed as dual_step() would
-        crit.violation_sum.zero_()
-        crit.violation_count.zero_()
-        crit._unstepped_forwards = 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,15 +158,10 @@ class Config:
     target: tuple  # one per label
     signal: str  # strict / heldout / surrogate / bce
     seed: int = 0
-    dual_lr: Optional[float] = None  # None: the default of the signal
-    normalise: str = "abs"
-    api: str = "proto"
+    dual_lr: Optional[float] = None  # None: the module's default for the signal
     quick: bool = False
     batch: Optional[int] = None
     epochs: Optional[int] = None
-
-
-DEFAULT_STRICT_LR = 0.03  # the recommendation under test (with --normalise mult, the default)
 
 
 def rates_at_zero(logits, y):
@@ -269,16 +204,11 @@ def train(cfg: Config) -> dict:
     if cfg.signal == "bce":
         crit = torch.nn.BCEWithLogitsLoss()
     else:
-        kwargs = {}
-        if cfg.signal == "surrogate" and "dual_signal" in inspect.signature(module).parameters:
-            kwargs["dual_signal"] = "surrogate"  # today's behaviour, with the default dual_lr
-        if cfg.api == "goloss":
-            kwargs["dual_signal"] = "surrogate" if cfg.signal == "surrogate" else "strict"
-            if cfg.dual_lr is not None:
-                kwargs["dual_lr"] = cfg.dual_lr
+        kwargs = {"dual_signal": "surrogate" if cfg.signal == "surrogate" else "strict"}
+        if cfg.dual_lr is not None:
+            kwargs["dual_lr"] = cfg.dual_lr
         crit = module(target if labels > 1 else float(target[0]), num_labels=labels, **kwargs)
     opt = torch.optim.Adam(list(model.parameters()) + list(crit.parameters()), lr=1e-3)
-    lr = cfg.dual_lr if cfg.dual_lr is not None else DEFAULT_STRICT_LR
     gen = torch.Generator().manual_seed(cfg.seed)
     val_batches = torch.split(torch.randperm(len(data.xval), generator=gen), batch)
     val_step = 0
@@ -296,24 +226,16 @@ def train(cfg: Config) -> dict:
             opt.step()
             if cfg.signal == "bce":
                 continue
-            if cfg.signal == "surrogate":
-                crit.dual_step()
-            elif cfg.signal == "strict":
-                if cfg.api == "goloss":
-                    crit.dual_step()
-                else:
-                    strict_dual_update(crit, logits, yb, lr, cfg.kind, cfg.normalise)
-            elif cfg.signal == "heldout":
+            if cfg.signal == "heldout":
                 vidx = val_batches[val_step % len(val_batches)]
                 val_step += 1
                 with torch.no_grad():
                     vl, vy = model(data.xval[vidx]), data.yval[vidx]
                 if labels == 1:
                     vl, vy = vl.squeeze(-1), vy.squeeze(-1)
-                if cfg.api == "goloss":
-                    crit.dual_step(logits=vl, labels=vy)
-                else:
-                    strict_dual_update(crit, vl, vy, lr, cfg.kind, cfg.normalise)
+                crit.dual_step(logits=vl, labels=vy)
+            else:  # strict or surrogate: the signal the training forwards recorded
+                crit.dual_step()
             lambdas_trace.append(crit.lambdas.detach().clone())
     with torch.no_grad():
         logits = model(data.xte)
@@ -383,7 +305,7 @@ def summarise(results, tol, tol_heldout, margin=0.02):
     groups = {}
     for r in results:
         c = r["cfg"]
-        groups.setdefault((c.dataset, c.model, c.kind, c.target, c.signal, c.dual_lr, c.normalise), []).append(r)
+        groups.setdefault((c.dataset, c.model, c.kind, c.target, c.signal, c.dual_lr), []).append(r)
     # cross-entropy tuned objective per (dataset, model, kind, target): mean over seeds, per label
     ce = {}
     for key, rs in groups.items():
@@ -394,8 +316,8 @@ def summarise(results, tol, tol_heldout, margin=0.02):
               "objective@0", "CE tuned", "lambda", "pass")
     lines.append(header)
     order = {"strict": 0, "heldout": 1, "surrogate": 2, "bce": 3}
-    for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], k[3], order[k[4]], k[5] or 0, k[6])):
-        dataset, model, kind, target, signal, dual_lr, norm = key
+    for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], k[3], order[k[4]], k[5] or 0)):
+        dataset, model, kind, target, signal, dual_lr = key
         rs = groups[key]
         constrained, objective, maximise = KINDS[kind][1], KINDS[kind][2], KINDS[kind][3]
         rate = np.array([r["rates"][constrained] for r in rs])  # [seeds, L]
@@ -428,7 +350,7 @@ def summarise(results, tol, tol_heldout, margin=0.02):
         fmt = lambda a: "/".join(f"{v:.3f}" for v in np.atleast_1d(a))  # noqa: E731
         lam = np.mean([r.get("lambda_final", [np.nan]) for r in rs], 0)
         lines.append((dataset, model, f"{kind}", fmt(t), signal_name, "-" if signal == "bce" else
-                      (f"{dual_lr:g}" if dual_lr is not None else "default") + ("" if norm in ("abs", "goloss") else f" {norm}"),
+                      f"{dual_lr:g}" if dual_lr is not None else "default",
                       fmt(rate.mean(0)), " ".join(fmt(s) for s in rate),
                       fmt(np.mean([r["train_rates"][constrained] for r in rs], 0)), fmt(obj.mean(0)),
                       "-" if ce_obj is None else fmt(ce_obj), "-" if signal == "bce" else fmt(lam), verdict))
@@ -448,12 +370,9 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--api", choices=("proto", "goloss"), default="proto")
     parser.add_argument("--dual-lr", type=float, nargs="*", default=[None],
-                        help="strict-signal dual learning rates to compare (default: the default)")
-    parser.add_argument("--normalise", choices=("abs", "rel", "relclip", "mult"), nargs="*", default=["mult"],
-                        help="proto strict signal: abs = rate deficit, rel = / allowed error rate, relclip = rel "
-                             "clipped to [-1, 1], mult = relclip with a multiplicative (log-space) step")
+                        help="dual learning rates (the modules' dual_lr=) to compare for the strict and "
+                             "held-out signals (default: the module's default)")
     parser.add_argument("--signals", nargs="*", default=["strict", "heldout", "surrogate", "bce"])
     parser.add_argument("--datasets", nargs="*", default=None, help="only these datasets")
     parser.add_argument("--rows", nargs="*", default=None, help="only these dataset/model/loss rows")
@@ -466,12 +385,9 @@ def main(argv=None):
         if args.datasets and not any(dataset.startswith(d) for d in args.datasets):
             continue
         for signal, seed in itertools.product(args.signals, range(seeds)):
-            base = Config(dataset, model, kind, target, signal, seed, api=args.api, quick=args.quick)
-            if signal in ("strict", "heldout") and args.api == "goloss":
-                cfgs += [replace(base, dual_lr=lr, normalise="goloss") for lr in args.dual_lr]
-            elif signal in ("strict", "heldout"):
-                for lr, norm in itertools.product(args.dual_lr, args.normalise):
-                    cfgs.append(replace(base, dual_lr=lr, normalise=norm))
+            base = Config(dataset, model, kind, target, signal, seed, quick=args.quick)
+            if signal in ("strict", "heldout"):
+                cfgs += [replace(base, dual_lr=lr) for lr in args.dual_lr]
             else:
                 cfgs.append(base)
     start = time.perf_counter()

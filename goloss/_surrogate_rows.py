@@ -60,12 +60,15 @@ def _swept_rows(signed, alpha, negative, beta, gamma, mask, parts) -> torch.Tens
     size = max(t.shape[0] if t.dim() == 3 else 1 for t in (alpha, beta, gamma))
     labels = signed.shape[-1]
     coefficients = torch.stack([t.expand(size, 1, labels) for t in (alpha, beta, gamma)], -1)  # [K, 1, L, 3]
-    constant = 1.0 if mask is None else mask
+    ones = torch.ones((), dtype=signed.dtype, device=signed.device)
+    constant = (ones if mask is None else mask).expand_as(signed)
     if parts is not None and signed.data_ptr() == parts[0].data_ptr() and negative.data_ptr() == parts[1].data_ptr():
-        parts[2].fill_(1.0) if mask is None else parts[2].copy_(mask.expand_as(signed))
         data = parts
+        data[2].copy_(constant)
     else:
-        data = torch.stack([signed, negative, torch.as_tensor(constant, dtype=signed.dtype, device=signed.device).expand_as(signed)])
+        data = torch.stack([signed, negative, constant])
+    if labels == 1:  # one matrix product, [K, 3] @ [3, B]
+        return torch.mm(coefficients.reshape(size, 3), data.reshape(3, -1)).unsqueeze(-1)
     rows = torch.bmm(coefficients.squeeze(1).transpose(0, 1), data.permute(2, 0, 1))  # [L, K, B]
     return rows.permute(1, 2, 0)
 

@@ -72,12 +72,14 @@ def test_uniform_gradient_path_is_taken_and_exact():
     torch.testing.assert_close(g_x, expected)
 
 
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("labels", [1, 2])
 @pytest.mark.parametrize("hinge", [False, True])
-def test_vmap_over_coefficients_computes_the_parts_once(hinge):
+def test_vmap_over_coefficients_computes_the_parts_once(hinge, labels, masked):
     """vmap over K (alpha, beta, gamma): rows [K, B, L], sums unbatched, gradients exact."""
-    x, c, d, _, _, _, mask = inputs(5, (33, 2), hinge, False)
-    generator = torch.Generator().manual_seed(0)
-    alphas, betas, gammas = (torch.rand(4, 2, generator=generator, dtype=torch.float64) for _ in range(3))
+    x, c, d, _, _, _, mask = inputs(5 + labels, (33, labels), hinge, masked)
+    generator = torch.Generator().manual_seed(labels)
+    alphas, betas, gammas = (torch.rand(4, labels, generator=generator, dtype=torch.float64) for _ in range(3))
 
     def per_target(f, a, b, g, logits):
         rows, positive_sum, negative_sum = f(logits, c, d, a, b, g, mask, hinge)
