@@ -150,11 +150,16 @@ def _row_weight(coefficient, lam, objective: bool):
     return 1.0 if scaled is None else scaled + 1.0
 
 
-def _sum_terms(*terms):
-    total = None
-    for term in terms:
-        if term is not None:
-            total = term if total is None else total + term
+def _affine(constant: torch.Tensor, *terms) -> torch.Tensor:
+    """``constant + sum(coefficient * value)`` over ``(coefficient, value)`` terms, one op per
+    term (``addcmul``; an ``add`` for a Python 1, nothing for a Python 0)."""
+    total = constant
+    for coefficient, value in terms:
+        if isinstance(coefficient, float):
+            if coefficient != 0.0:
+                total = total + (value if coefficient == 1.0 else coefficient * value)
+        else:
+            total = torch.addcmul(total, coefficient, value)
     return total
 
 
@@ -218,11 +223,12 @@ def rate_loss_impl(
             batch.x, batch.on_positives, batch.on_negatives, batch.surrogate_type
         )
     objective = positive_sum if lagrangian.objective_on_positives else negative_sum
-    violation = _sum_terms(_times(on_positive, positive_sum), _times(on_negative, negative_sum), constant)
+    violation = _affine(constant, (on_positive, positive_sum), (on_negative, negative_sum))
+    if batch.reduction != "none":  # few graph nodes: the normalisation once, on the total
+        loss = torch.addcmul(objective, lam, violation).sum()
+        loss = loss / batch.norm if batch.norm != 1.0 else loss
     if batch.norm != 1.0:
         objective, violation = objective / batch.norm, violation / batch.norm
-    if batch.reduction != "none":
-        loss = (objective + lam * violation).sum()
     aux = _constrained_aux(batch, lam, p, (positive_sum, negative_sum), objective, violation, t, lagrangian.constraint)
     return batch.finish(loss, aux)
 
