@@ -210,7 +210,7 @@ class _ConstrainedLoss(nn.Module):
         if self.label_priors is not None or not record:
             return self.current_label_priors()
         with torch.no_grad():
-            positives, total = batch.positives.detach(), batch.weight_sum
+            positives, total = batch.positives, batch.weight_sum
             if distributed.is_active(self.process_group):
                 counts = torch.stack([positives, torch.as_tensor(total, dtype=positives.dtype).expand_as(positives)])
                 positives, total = distributed.all_reduce_sum(counts, self.process_group)
