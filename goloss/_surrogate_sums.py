@@ -27,16 +27,16 @@ SMALL = 1 << 16
 def batch_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``(a * b).sum(0)`` over the batch axis of ``b [B, ...]`` (``a`` broadcasts to it).
 
-    One label (``b [B, 1]``): a single dot product, with no product tensor (a reduction over
-    the batch axis of a ``[B, 1]`` product is a slow strided one). Otherwise, small inputs:
-    ``vecdot``; large ones: the product and a contiguous reduction, which beat batched matrix
-    products of many short vectors.
+    Small inputs: ``vecdot`` (the least per-call overhead). One label (``b [B, 1]``): a single
+    dot product, with no product tensor (a reduction over the batch axis of a ``[B, 1]``
+    product is a slow strided one). Otherwise the product and a contiguous reduction, which
+    beat batched matrix products of many short vectors.
     """
     a = a.expand_as(b)
-    if b.dim() == 2 and b.shape[1] == 1:
-        return torch.dot(a.reshape(-1), b.reshape(-1)).reshape(1)
     if b.numel() <= SMALL:
         return torch.linalg.vecdot(a, b, dim=0)
+    if b.dim() == 2 and b.shape[1] == 1:
+        return torch.dot(a.reshape(-1), b.reshape(-1)).reshape(1)
     return (a * b).sum(0)
 
 

@@ -131,7 +131,7 @@ def _logits_and_labels_fine(logits: torch.Tensor, labels: torch.Tensor) -> bool:
     ones: two read-only ``aminmax`` passes."""
     if logits.numel() <= 1 << 16:  # as _surrogate_sums.SMALL
         probe = torch.addcmul(labels, logits, logits, value=0.0)
-        return bool(torch.linalg.vector_norm(probe.sub_(0.5), math.inf) <= 0.5)  # NaN fails
+        return torch.linalg.vector_norm(probe.sub_(0.5), math.inf).item() <= 0.5  # NaN fails
     lowest, highest = torch.aminmax(logits)
     lowest_label, highest_label = torch.aminmax(labels)
     return bool((lowest > -math.inf) & (highest < math.inf) & (lowest_label >= 0.0) & (highest_label <= 1.0))
