@@ -7,9 +7,11 @@ instead ascend on the constraint measured with 0-1 indicators at the threshold (
 ``logit + bias`` for each PR-AUC anchor). It is scaled as a *rate deficit*, e.g.
 ``target - precision``: in [-1, 1] whatever the batch size, positive rate or loss, so that one
 dual learning rate serves them all. With no predicted positive on a batch the precision is 1
-(the constraint is vacuously met, so the multiplier comes down rather than leave the model
-predicting nothing); a recall without positives or an FPR without negatives is reported as 0
-with violation 0: the batch says nothing about it.
+and the violation a tenth of ``target - 1`` (``EMPTY_BATCH_WEIGHT``): the constraint is
+vacuously met, so the multiplier comes down rather than leave the model predicting nothing, but
+slowly, so that it does not collapse to 0 and swing the model to predicting everything; a recall
+without positives or an FPR without negatives is reported as 0 with violation 0: the batch says
+nothing about it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from ._validation import TensorLike, as_batch_by_label, as_tensor, broadcast_to,
 CONSTRAINTS = ("precision", "recall", "false_positive_rate")
 #: Smallest room for error used to normalise a violation (a target of exactly 1, or an FPR of 0).
 MIN_ALLOWED_ERROR = 1e-3
+#: The weight of a batch with no predicted positive in the precision violation (its precision
+#: counts as 1): the multiplier comes down at a tenth of the full rate.
+EMPTY_BATCH_WEIGHT = 0.1
 
 
 class ThresholdCounts(NamedTuple):
@@ -126,8 +131,8 @@ def strict_violation(counts: ThresholdCounts, target: TensorLike, constraint: st
 
     ``"precision"`` (precision >= target): ``target - precision``; ``"recall"`` (recall >=
     target, also TPR): ``target - recall``; ``"false_positive_rate"`` (FPR <= target):
-    ``FPR - target``. Precision with no predicted positive is 1; a recall or FPR with a zero
-    denominator gives 0.
+    ``FPR - target``. Precision with no predicted positive is 1, with a tenth of that deficit
+    (``0.1 * (target - 1)``); a recall or FPR with a zero denominator gives 0.
 
     Args:
       counts: :class:`ThresholdCounts`, ``[L]`` or ``[L, A]`` each (summed over ranks or
@@ -155,10 +160,14 @@ def rate_and_violation(
     tp, fp, positives, negatives = counts
     if constraint == "precision":
         # No predicted positive: precision 1 (vacuously met), so the multiplier comes down and
-        # the model is not left predicting nothing.
+        # the model is not left predicting nothing; but at a tenth of the rate, since at full
+        # speed it reaches 0 within a few steps, which switches the constraint off and swings
+        # the model to predicting everything (a relay oscillation between the two).
         predicted = tp + fp
-        rate = (tp / predicted.clamp_min(torch.finfo(predicted.dtype).tiny)).add_(predicted <= 0)
-        return rate, target - rate
+        empty = predicted <= 0
+        rate = (tp / predicted.clamp_min(torch.finfo(predicted.dtype).tiny)).add_(empty)
+        violation = target - rate
+        return rate, torch.where(empty, EMPTY_BATCH_WEIGHT * violation, violation)
     achieved, denominator = (tp, positives) if constraint == "recall" else (fp, negatives)
     # Counts are >= 0 and achieved <= denominator: 0 / tiny = 0 where the rate is undefined.
     rate = achieved / denominator.clamp_min(torch.finfo(denominator.dtype).tiny)

@@ -25,11 +25,14 @@ def direct_rates(x, y, w, threshold_shift=0.0):
         tp += wi * yi * predicted
         fp += wi * (1 - yi) * predicted
     rate = lambda a, b: a / b if b > 0 else None  # noqa: E731
-    return (rate(tp, tp + fp) if tp + fp > 0 else 1.0), rate(tp, pos), rate(fp, neg)
+    # No predicted positive: precision 1 (flagged by a negative count, read by expected_violation).
+    return (rate(tp, tp + fp) if tp + fp > 0 else -1.0), rate(tp, pos), rate(fp, neg)
 
 
 def expected_violation(rates, constraint, target):
     precision, recall, fpr = rates
+    if constraint == "precision" and precision == -1.0:  # nothing predicted: a tenth of target - 1
+        return 0.1 * (target - 1.0)
     value = {"precision": precision, "recall": recall, "false_positive_rate": fpr}[constraint]
     if value is None:
         return 0.0
@@ -60,6 +63,7 @@ def test_strict_violation_equals_a_direct_count(fn, seed):
             expected = expected_violation(rates, constraint, targets[label].item())
             assert aux["strict_violation"][label].item() == pytest.approx(expected, abs=1e-12)
             counts = goloss.ThresholdCounts(*(aux[k] for k in ("true_positives", "false_positives", "positives", "negatives")))
+            rates = (1.0 if rates[0] == -1.0 else rates[0], *rates[1:])
             for key, value, rate in zip(("precision", "recall", "false_positive_rate"), rates,
                                         goloss.rates_at_threshold(counts)):
                 assert rate[label].item() == pytest.approx(0.0 if value is None else value, abs=1e-12)
@@ -117,7 +121,11 @@ def test_no_predicted_positive_is_precision_one_and_an_undefined_recall_is_no_si
     y = torch.tensor([1.0, 0, 0, 1, 0, 0], dtype=torch.float64)
     _, aux = goloss.recall_at_precision_loss(None, 1.0, x, y, target_precision=0.9)
     assert aux["precision"].item() == 1.0
-    assert aux["strict_violation"].item() == pytest.approx(-0.1)  # the multiplier comes down
+    # The multiplier comes down, at a tenth of the rate a precision of 1 on predictions gives.
+    assert aux["strict_violation"].item() == pytest.approx(0.1 * (0.9 - 1.0))
+    x[0] = 1.0  # one true positive: precision 1, the full deficit
+    _, aux = goloss.recall_at_precision_loss(None, 1.0, x, y, target_precision=0.9)
+    assert aux["strict_violation"].item() == pytest.approx(0.9 - 1.0)
     _, aux = goloss.precision_at_recall_loss(None, 1.0, x, torch.zeros(6, dtype=torch.float64), target_recall=0.9)
     assert aux["strict_violation"].item() == 0.0
 
