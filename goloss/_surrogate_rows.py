@@ -23,20 +23,12 @@ from __future__ import annotations
 
 import torch
 
-from ._surrogate_sums import _parts, apply_function, eager_without_transforms
+from ._surrogate_sums import _parts, _slopes, apply_function, eager_without_transforms
 
 
 def _sum_to(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     """``tensor`` summed down to ``shape`` (the inverse of broadcasting)."""
     return tensor if tensor.shape == shape else tensor.sum_to_size(shape)
-
-
-def _slopes(x: torch.Tensor, hinge: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(dL+/dx, dL-/dx)``: ``(sigmoid - 1, sigmoid)`` or ``(-[x < 1], [x > -1])``."""
-    if hinge:
-        return torch.sign(x - 1.0).clamp_max_(0.0), torch.sign(x + 1.0).clamp_min_(0.0)
-    sigmoid = torch.sigmoid(x)
-    return sigmoid - 1.0, sigmoid
 
 
 def _batch_sum(part: torch.Tensor) -> torch.Tensor:

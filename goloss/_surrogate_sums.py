@@ -63,6 +63,14 @@ def apply_function(function: type, *args):
     return _C_APPLY.__get__(None, function)(*_unwrap_dead_wrappers(args))
 
 
+def _slopes(x: torch.Tensor, hinge: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(dL+/dx, dL-/dx)``: ``(sigmoid - 1, sigmoid)`` or ``(-[x < 1], [x > -1])``."""
+    if hinge:  # as sign-and-clamp passes (cheaper than compare-and-cast)
+        return torch.sign(x - 1.0).clamp_max_(0.0), torch.sign(x + 1.0).clamp_min_(0.0)
+    sigmoid = torch.sigmoid(x)
+    return sigmoid - 1.0, sigmoid
+
+
 def _parts(x: torch.Tensor, hinge: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """``(L+(x), L-(x))``."""
     if hinge:
@@ -95,21 +103,13 @@ class SurrogateSums(torch.autograd.Function):
         ctx.save_for_forward(x, on_positives, on_negatives)
 
     @staticmethod
-    def _slopes(x, hinge):
-        """``(dL+/dx, dL-/dx)``."""
-        if hinge:  # -[x < 1] and [x > -1], as sign-and-clamp passes (cheaper than compare-and-cast)
-            return torch.sign(x - 1.0).clamp_max_(0.0), torch.sign(x + 1.0).clamp_min_(0.0)
-        sigmoid = torch.sigmoid(x)
-        return sigmoid - 1.0, sigmoid
-
-    @staticmethod
     def backward(ctx, grad_positive, grad_negative):
         x, on_positives, on_negatives = ctx.saved_tensors
         grad_x = grad_on_positives = grad_on_negatives = None
         if ctx.needs_input_grad[0]:
             on_positive_grad = on_positives * grad_positive
             if ctx.hinge:
-                slope_positive, slope_negative = SurrogateSums._slopes(x, True)
+                slope_positive, slope_negative = _slopes(x, True)
                 grad_x = slope_negative * (on_negatives * grad_negative) + slope_positive * on_positive_grad
             else:
                 # sigmoid * (c g+ + d g-) - c g+, in place on the fresh sigmoid in eager mode
@@ -127,7 +127,7 @@ class SurrogateSums(torch.autograd.Function):
     @staticmethod
     def jvp(ctx, x_t, on_positives_t, on_negatives_t, _):
         x, on_positives, on_negatives = ctx.saved_tensors
-        slope_positive, slope_negative = SurrogateSums._slopes(x, ctx.hinge)
+        slope_positive, slope_negative = _slopes(x, ctx.hinge)
         tangent_positive = torch.zeros_like(x[0])
         tangent_negative = torch.zeros_like(x[0])
         if x_t is not None:
