@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from ._surrogate_sums import _parts, _slopes, apply_function, eager_without_transforms
+from ._surrogate_sums import _parts, _slopes, apply_function, eager_without_transforms, in_place_in_backward
 
 
 def _sum_to(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -74,7 +74,7 @@ def _grad_logits(x, c, d, on_positive, on_negative, hinge: bool) -> torch.Tensor
         return slope_positive * weighted_positive + slope_negative * (on_negative * d)
     both = torch.addcmul(weighted_positive, on_negative, d)
     sigmoid = torch.sigmoid(x)
-    if eager_without_transforms() and sigmoid.shape == both.shape:
+    if in_place_in_backward() and sigmoid.shape == both.shape:
         return sigmoid.mul_(both).sub_(weighted_positive)
     return sigmoid * both - weighted_positive
 
@@ -151,7 +151,7 @@ class SurrogateRows(torch.autograd.Function):
         # g * (sigmoid * (alpha c + beta d) - alpha c).
         direct = (needs[0] and not ctx.hinge and not uniform and grad_positive_sum is None
                   and grad_negative_sum is None and grad_rows.shape == x.shape == data_shape
-                  and eager_without_transforms())
+                  and in_place_in_backward())
         grad_x = grad_c = grad_d = grad_alpha = grad_beta = grad_gamma = None
         if direct:
             weighted_positive = c * alpha

@@ -46,6 +46,12 @@ def eager_without_transforms() -> bool:
     return not torch.compiler.is_compiling() and torch._C._functorch.maybe_current_level() is None
 
 
+def in_place_in_backward() -> bool:
+    """In a Function's backward: in place on fresh temporaries unless a graph of the backward
+    itself is being recorded (``create_graph=True``, for double backward)."""
+    return eager_without_transforms() and not torch.is_grad_enabled()
+
+
 try:  # Function.apply's C entry point and its eager-mode preamble (private torch API)
     from torch._functorch.utils import unwrap_dead_wrappers as _unwrap_dead_wrappers
 
@@ -115,7 +121,7 @@ class SurrogateSums(torch.autograd.Function):
                 # sigmoid * (c g+ + d g-) - c g+, in place on the fresh sigmoid in eager mode
                 weight = torch.addcmul(on_positive_grad, on_negatives, grad_negative)
                 sigmoid = torch.sigmoid(x)
-                eager = eager_without_transforms()
+                eager = in_place_in_backward()
                 scaled = sigmoid.mul_(weight) if eager and weight.shape == sigmoid.shape else sigmoid * weight
                 grad_x = scaled.sub_(on_positive_grad) if eager else scaled - on_positive_grad
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:

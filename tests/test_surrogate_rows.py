@@ -108,3 +108,33 @@ def test_vmap_over_data_and_jacfwd():
     jac = jacfwd(lambda logits: ours(logits, c[0], d[0], alpha, beta, gamma, mask[0], False)[0])(x[0])
     expected = jacfwd(lambda logits: plain(logits, c[0], d[0], alpha, beta, gamma, mask[0], False)[0])(x[0])
     torch.testing.assert_close(jac, expected)
+
+
+@pytest.mark.parametrize("rows", [64, 70_000])  # plain small path and the Functions
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_double_backward_matches_the_plain_lagrangian(reduction, rows):
+    """Hessian-vector products (create_graph=True) through the rate loss equal the plain
+    expression's: the Functions' backward is itself differentiable."""
+    import goloss
+    generator = torch.Generator().manual_seed(rows)
+    x = torch.randn(rows, 2, generator=generator, dtype=torch.float64).requires_grad_()
+    y = (torch.rand(rows, 2, generator=generator) < 0.3).double()
+    lam, t = torch.tensor([1.0, 2.5], dtype=torch.float64), 0.8
+    weights = torch.linspace(0, 1, rows * 2, dtype=torch.float64).reshape(rows, 2)
+
+    def plain():
+        positive = -torch.nn.functional.logsigmoid(x)
+        prior = (1 + y.sum(0)) / (2 + rows)
+        per_row = ((1 + lam * (1 - t)) * y * positive + lam * t * (1 - y) * (positive + x)
+                   - lam * (1 - t) * prior * torch.log(torch.tensor(2.0, dtype=x.dtype)))
+        return per_row.mean() if reduction == "mean" else per_row
+
+    def ours():
+        return goloss.recall_at_precision_loss(None, lam, x, y, target_precision=t, reduction=reduction)[0]
+
+    products = []
+    for f in (ours, plain):
+        loss = f()
+        (grad,) = torch.autograd.grad((loss * weights).sum() if reduction == "none" else loss, x, create_graph=True)
+        products.append(torch.autograd.grad((grad * grad).sum(), x)[0])
+    torch.testing.assert_close(products[0], products[1])
