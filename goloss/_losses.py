@@ -206,7 +206,9 @@ def rate_loss_impl(
     ``reduction="none"``) are formed from per-label batch sums, the same sums as the bounds;
     with ``reduction="mean"`` or ``"sum"`` the loss is ``sum(objective + lam * violation)``, so
     no second ``[B, L]`` Lagrangian is built and a ``vmap`` over targets or multipliers only
-    batches ``[L]``-sized work. The constraint term is added to rows of non-zero weight only.
+    batches ``[L]``-sized work. With ``"none"`` the rows and the sums come from one Function
+    (:func:`~goloss._surrogate_rows.surrogate_rows`). The constraint term is added to rows of
+    non-zero weight only.
     """
     # The constant term over the batch: s times the rows of non-zero weight (a number if unweighted).
     on_positive, on_negative, constant = lagrangian.violation(t, p, batch.scale * batch.active_rows)
