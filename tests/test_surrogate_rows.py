@@ -138,3 +138,24 @@ def test_double_backward_matches_the_plain_lagrangian(reduction, rows):
         (grad,) = torch.autograd.grad((loss * weights).sum() if reduction == "none" else loss, x, create_graph=True)
         products.append(torch.autograd.grad((grad * grad).sum(), x)[0])
     torch.testing.assert_close(products[0], products[1])
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_large_batches_under_torch_func_grad_match_autograd(reduction):
+    """Above 2^16 elements the losses go through the custom Functions: applied directly in
+    eager mode, through ``Function.apply`` under ``torch.func`` transforms; both agree."""
+    import goloss
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(70_000, generator=generator, dtype=torch.float64)
+    y = (torch.rand(70_000, generator=generator) < 0.2).double()
+    lam = torch.tensor(1.5, dtype=torch.float64)
+
+    def total(logits, lambdas):
+        loss = goloss.recall_at_precision_loss(None, lambdas, logits, y, target_precision=0.7, reduction=reduction)[0]
+        return (loss * torch.linspace(0, 1, loss.numel(), dtype=loss.dtype).reshape(loss.shape)).sum()
+
+    got = grad(total, argnums=(0, 1))(x, lam)
+    leaves = (x.clone().requires_grad_(), lam.clone().requires_grad_())
+    expected = torch.autograd.grad(total(*leaves), leaves)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b)
