@@ -160,8 +160,6 @@ class AnchorSum(torch.autograd.Function):
         return scaled * grad_logits, None, grad_output * unweighted, grad_biases, grad_lambdas, None, None
 
 
-
-
 def anchor_sum_reference(logits, labels, weights, biases, lambdas, anchors, hinge):
     """The same ``g [B, L]`` written as plain autograd ops over ``[B, L, A]``."""
     c, d = _anchor_weights(lambdas, anchors)

@@ -210,17 +210,18 @@ def rate_loss_impl(
     (:func:`~goloss._surrogate_rows.surrogate_rows`). The constraint term is added to rows of
     non-zero weight only.
     """
-    # The constant term over the batch: s times the rows of non-zero weight (a number if unweighted).
-    on_positive, on_negative, constant = lagrangian.violation(t, p, batch.scale * batch.active_rows)
     if batch.reduction == "none":
+        on_positive, on_negative, per_row = lagrangian.violation(t, p, batch.scale)
+        constant = per_row * batch.active_rows  # over the rows of non-zero weight
         keep = lagrangian.objective_on_positives
         loss, positive_sum, negative_sum = surrogate_rows(
             batch.x, batch.on_positives, batch.on_negatives,
             _row_weight(on_positive, lam, keep), _row_weight(on_negative, lam, not keep),
-            lagrangian.violation(t, p, batch.scale)[2] * lam, batch.active if batch.weighted else None,
-            batch.surrogate_type,
+            per_row * lam, batch.active if batch.weighted else None, batch.surrogate_type,
         )
     else:
+        # The constant term over the batch: s times the rows of non-zero weight (a number if unweighted).
+        on_positive, on_negative, constant = lagrangian.violation(t, p, batch.scale * batch.active_rows)
         positive_sum, negative_sum = surrogate_sums(
             batch.x, batch.on_positives, batch.on_negatives, batch.surrogate_type
         )

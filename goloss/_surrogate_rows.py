@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from ._surrogate_sums import _parts, _slopes, apply_function, eager_without_transforms, in_place_in_backward
+from ._surrogate_sums import _parts, _slopes, apply_function, batch_dot, eager_without_transforms, in_place_in_backward
 
 
 def _sum_to(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -39,9 +39,9 @@ def _batch_sum(part: torch.Tensor) -> torch.Tensor:
 
 
 def _contract(grad: torch.Tensor, part: torch.Tensor, shape: torch.Size, sign: float = 1.0) -> torch.Tensor:
-    """``sign * sum(grad * part)`` down to ``shape``; one dot product where both are ``[B, 1]``."""
-    if grad.shape == part.shape and part.dim() == 2 and part.shape[1] == 1:
-        return _sum_to(sign * torch.dot(grad.reshape(-1), part.reshape(-1)).reshape(1), shape)
+    """``sign * sum(grad * part)`` down to ``shape``; :func:`batch_dot` where both are ``[B, L]``."""
+    if grad.shape == part.shape and part.dim() == 2:
+        return _sum_to(sign * batch_dot(grad, part), shape)
     return _sum_to(grad * part, shape) * sign
 
 
@@ -221,8 +221,6 @@ class SurrogateRows(torch.autograd.Function):
         positive = 0 if x_dim is not None or c_dim is not None else None
         negative = 0 if x_dim is not None or d_dim is not None else None
         return outputs, (0, positive, negative, positive, negative)
-
-
 
 
 def surrogate_rows(x, on_positives, on_negatives, alpha, beta, gamma, mask, surrogate_type):

@@ -19,9 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-
-#: Inputs up to this many elements are "small": per-call overhead, not passes over memory, dominates.
-SMALL = 1 << 16
+from ._validation import SMALL
 
 
 def batch_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -146,8 +144,6 @@ class SurrogateSums(torch.autograd.Function):
             if on_negatives_t is not None:
                 tangent_negative = tangent_negative + batch_dot(on_negatives_t, negative)
         return tangent_positive, tangent_negative
-
-
 
 
 def surrogate_sums(

@@ -23,6 +23,9 @@ REDUCTIONS = ("none", "mean", "sum")
 
 
 _value_checks = {"enabled": True}
+#: Inputs up to this many elements are "small": per-call overhead, not passes over memory,
+#: dominates, so few ops beat few passes.
+SMALL = 1 << 16
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
@@ -129,7 +132,7 @@ def _logits_and_labels_fine(logits: torch.Tensor, labels: torch.Tensor) -> bool:
     """Finite logits and labels in [0, 1], with one synchronisation. Small inputs: ``labels +
     0 * logits**2`` (NaN where a logit is not finite) within 0.5 of 0.5, in three small ops; large
     ones: two read-only ``aminmax`` passes."""
-    if logits.numel() <= 1 << 16:  # as _surrogate_sums.SMALL
+    if logits.numel() <= SMALL:
         probe = torch.addcmul(labels, logits, logits, value=0.0)
         return torch.linalg.vector_norm(probe.sub_(0.5), math.inf).item() <= 0.5  # NaN fails
     lowest, highest = torch.aminmax(logits)
