@@ -93,3 +93,9 @@ def strict_dual_step(
       The new multipliers, shape of ``lambdas``.
     """
     return torch.addcmul(lambdas, 1.0 + lambdas, signal, value=lr).clamp_(0.0, max_lambda)
+
+
+def scalar_strict_dual_step(lam: float, signal: float, lr: float, *, max_lambda: float = 1000.0) -> float:
+    """:func:`strict_dual_step` of one multiplier, on Python numbers (the modules' path for one
+    label on the CPU)."""
+    return min(max(lam + lr * (1.0 + lam) * signal, 0.0), max_lambda)

@@ -54,7 +54,9 @@ class Batch:
         self.reduction = reduction
         self.keep_label_axis = False  # modules keep aux's L axis for [B] input
         self.weighted = weights is not None  # without weights, w = 1 is never multiplied in
-        self.x, self.y, self.w = as_batch_by_label(logits, labels, weights)
+        # Without weights, w and positives are formed on first use (the one-label path needs neither).
+        self.x, self.y, self._w = as_batch_by_label(logits, labels, weights, ones_for_none=False)
+        self._positives = None
         self.num_labels = self.x.shape[1]
         self.surrogate_type = surrogate_type
         self.scale = indicator_scale(surrogate_type)
@@ -65,12 +67,26 @@ class Batch:
             self.active = (self.w > 0).to(self.x.dtype)  # zero weights mask examples out
             self.on_positives = self.w * self.y
             self.on_negatives = self.w - self.on_positives
-            self.positives, self.active_rows, self.weight_sum = (
+            self._positives, self.active_rows, self.weight_sum = (
                 self.on_positives.sum(0), self.active.sum(0), self.w.sum(0)
             )
         else:
             self.active, self.on_positives, self.on_negatives = 1.0, self.y, 1.0 - self.y
-            self.positives, self.active_rows, self.weight_sum = self.y.sum(0), rows, rows
+            self.active_rows, self.weight_sum = rows, rows
+
+    @property
+    def w(self) -> torch.Tensor:
+        """The weights, ``[B, L]`` (expanded ones without weights)."""
+        if self._w is None:
+            self._w = torch.ones((), dtype=self.x.dtype, device=self.x.device).expand(self.x.shape)
+        return self._w
+
+    @property
+    def positives(self) -> torch.Tensor:
+        """``sum w * y``, ``[L]``."""
+        if self._positives is None:
+            self._positives = self.y.sum(0)
+        return self._positives
 
     def per_label(
         self, name: str, value: TensorLike, extra: tuple[int, ...] = (), unit_interval: bool = False,

@@ -175,6 +175,29 @@ def rate_and_violation(
     return rate, deficit * (denominator > 0)
 
 
+def scalar_rate_and_violation(
+    tp: float, fp: float, positives: float, negatives: float, target: float, constraint: str
+) -> tuple[float, float]:
+    """:func:`rate_and_violation` of one label's counts, on Python numbers (the modules' path for
+    one label on the CPU, where a tensor op per number would cost more than the batch)."""
+    if constraint == "precision":
+        predicted = tp + fp
+        if predicted <= 0.0:
+            return 1.0, EMPTY_BATCH_WEIGHT * (target - 1.0)
+        return tp / predicted, target - tp / predicted
+    achieved, denominator = (tp, positives) if constraint == "recall" else (fp, negatives)
+    if denominator <= 0.0:
+        return 0.0, 0.0
+    rate = achieved / denominator
+    return rate, (rate - target if constraint == "false_positive_rate" else target - rate)
+
+
+def scalar_normalised_violation(violation: float, target: float, constraint: str) -> float:
+    """:func:`normalised_violation` on Python numbers."""
+    room = target if constraint == "false_positive_rate" else 1.0 - target
+    return min(1.0, max(-1.0, violation / max(room, MIN_ALLOWED_ERROR)))
+
+
 def normalised_violation(violation: torch.Tensor, target: TensorLike, constraint: str) -> torch.Tensor:
     """A strict violation over the room for error the target leaves, clipped to [-1, 1].
 

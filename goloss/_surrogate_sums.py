@@ -83,6 +83,25 @@ def _parts(x: torch.Tensor, hinge: bool) -> tuple[torch.Tensor, torch.Tensor]:
     return positive, positive + x
 
 
+def logits_grad(x, on_positives, on_negatives, grad_positive, grad_negative, hinge: bool) -> torch.Tensor:
+    """The gradient in ``x [B, L]`` of ``g+ . S+ + g- . S-`` for ``g+, g- [L]``, ``[]`` or Python
+    numbers: ``c g+ dL+/dx + d g- dL-/dx``, in place on fresh temporaries in a backward that
+    records no graph."""
+    on_positive_grad = on_positives * grad_positive
+    if hinge:
+        slope_positive, slope_negative = _slopes(x, True)
+        return slope_negative * (on_negatives * grad_negative) + slope_positive * on_positive_grad
+    # sigmoid * (c g+ + d g-) - c g+, in place on the fresh sigmoid
+    if isinstance(grad_negative, torch.Tensor):
+        weight = torch.addcmul(on_positive_grad, on_negatives, grad_negative)
+    else:
+        weight = torch.add(on_positive_grad, on_negatives, alpha=grad_negative)
+    sigmoid = torch.sigmoid(x)
+    eager = in_place_in_backward()
+    scaled = sigmoid.mul_(weight) if eager and weight.shape == sigmoid.shape else sigmoid * weight
+    return scaled.sub_(on_positive_grad) if eager else scaled - on_positive_grad
+
+
 class SurrogateSums(torch.autograd.Function):
     """``(S+ [L], S- [L])`` above; differentiable in ``x`` and both weights (backward and jvp)."""
 
@@ -111,17 +130,7 @@ class SurrogateSums(torch.autograd.Function):
         x, on_positives, on_negatives = ctx.saved_tensors
         grad_x = grad_on_positives = grad_on_negatives = None
         if ctx.needs_input_grad[0]:
-            on_positive_grad = on_positives * grad_positive
-            if ctx.hinge:
-                slope_positive, slope_negative = _slopes(x, True)
-                grad_x = slope_negative * (on_negatives * grad_negative) + slope_positive * on_positive_grad
-            else:
-                # sigmoid * (c g+ + d g-) - c g+, in place on the fresh sigmoid in eager mode
-                weight = torch.addcmul(on_positive_grad, on_negatives, grad_negative)
-                sigmoid = torch.sigmoid(x)
-                eager = in_place_in_backward()
-                scaled = sigmoid.mul_(weight) if eager and weight.shape == sigmoid.shape else sigmoid * weight
-                grad_x = scaled.sub_(on_positive_grad) if eager else scaled - on_positive_grad
+            grad_x = logits_grad(x, on_positives, on_negatives, grad_positive, grad_negative, ctx.hinge)
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
             positive, negative = _parts(x, ctx.hinge)
             grad_on_positives = grad_positive * positive if ctx.needs_input_grad[1] else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Union
+from typing import Optional, Union
 
 import torch
 
@@ -141,8 +141,8 @@ def _logits_and_labels_fine(logits: torch.Tensor, labels: torch.Tensor) -> bool:
 
 
 def as_batch_by_label(
-    logits: torch.Tensor, labels: torch.Tensor, weights: TensorLike | None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    logits: torch.Tensor, labels: torch.Tensor, weights: TensorLike | None, ones_for_none: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
     """Validate and bring ``logits``, ``labels``, ``weights`` to shape ``[B, L]``.
 
     Args:
@@ -151,8 +151,10 @@ def as_batch_by_label(
       weights: None, a number, or a tensor of shape ``[]``, ``[B]``, ``[B, 1]``
         or ``[B, L]``.
 
+      ones_for_none: for ``weights=None``, return expanded ones (True) or None.
+
     Returns:
-      ``(logits, labels, weights)``, each ``[B, L]`` (weights possibly expanded).
+      ``(logits, labels, weights)``, each ``[B, L]`` (weights possibly expanded, or None).
     """
     check_floating("logits", logits)
     if not isinstance(labels, torch.Tensor):
@@ -174,6 +176,8 @@ def as_batch_by_label(
         check_values("labels", labels, "in [0, 1]", 0.0, 1.0)
     shape = tuple(logits.shape)
     if weights is None:  # w = 1: nothing to check
+        if not ones_for_none:
+            return logits, labels, None
         return logits, labels, torch.ones((), dtype=logits.dtype, device=logits.device).expand(shape)
     weights = as_tensor(weights, logits)
     if weights.dim() == 1:

@@ -38,14 +38,23 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from . import _losses, distributed
+from . import _losses, _one_label, distributed
 from ._anchors import range_to_anchors_and_delta
-from ._dual import reverse_gradient, strict_dual_step
+from ._dual import reverse_gradient, scalar_strict_dual_step, strict_dual_step
 from ._priors import init_label_prior_counts
-from ._strict import ThresholdCounts, counts_from_batch, normalised_violation, rate_and_violation, rates_at_threshold
+from ._strict import (
+    ThresholdCounts,
+    counts_from_batch,
+    normalised_violation,
+    rate_and_violation,
+    rates_at_threshold,
+    scalar_normalised_violation,
+)
+from ._surrogate_sums import eager_without_transforms
 from ._surrogates import indicator_scale
 from ._validation import (
     REDUCTIONS,
+    SMALL,
     TensorLike,
     check_choice,
     check_number,
@@ -194,7 +203,7 @@ class _ConstrainedLoss(nn.Module):
             self.register_buffer("weighted_label_counts", counts.weighted_label_counts)
             self.register_buffer("weight_sum", counts.weight_sum)
             self.label_priors = None
-        self.last_aux: dict = {}
+        self._last_aux = {}  # a dict, or (keys, numbers, dtype) from the one-label path
         self._unstepped_forwards = 0
         self._warned = set()
 
@@ -225,23 +234,31 @@ class _ConstrainedLoss(nn.Module):
         # backward reads.
         return self.lambdas.clone()
 
-    def _record(self, aux: dict) -> None:
-        """Add this training forward's dual signal to the pending sum (and step if automatic).
-
-        ``aux`` has the label axis. Under ``torch.distributed`` the strict signal is formed from
-        the threshold counts summed over the ranks.
-        """
+    def _signal(self, aux: dict) -> torch.Tensor:
+        """This training forward's dual signal from its ``aux`` (with the label axis). Under
+        ``torch.distributed`` the strict signal is formed from the threshold counts summed over
+        the ranks."""
         if self.dual_signal == "surrogate":
-            signal = aux["violation"]
-        else:
-            signal = aux["strict_violation"]
-            if distributed.is_active(self.process_group):
-                signal = self._strict_violation(_counts_in(aux))
-            signal = self._normalised(signal)
-        with torch.no_grad():
-            total = self.violation_sum
-            total.add_(signal if signal.shape == total.shape else signal.reshape(total.shape))
+            return aux["violation"]
+        signal = aux["strict_violation"]
+        if distributed.is_active(self.process_group):
+            signal = self._strict_violation(_counts_in(aux))
+        return self._normalised(signal)
+
+    def _record(self, signal, prior_counts: tuple = ()) -> None:
+        """Add a training forward's dual signal to the pending sum (and step if automatic).
+
+        ``signal`` is a tensor, or for one label a number; then ``prior_counts`` may hold the
+        batch's ``(positives, total weight)`` for the streaming counts, added in the same op.
+        """
+        if isinstance(signal, torch.Tensor):
+            signal = signal.detach()
+            self.violation_sum.add_(signal if signal.shape == self.violation_sum.shape
+                                    else signal.reshape(self.violation_sum.shape))
             self.violation_count.add_(1.0)
+        else:
+            counts = (self.weighted_label_counts, self.weight_sum) if prior_counts else ()
+            torch._foreach_add_([self.violation_sum, self.violation_count, *counts], [signal, 1.0, *prior_counts])
         if self.auto_dual_step:
             self.dual_step()
         elif not torch.compiler.is_compiling():
@@ -311,16 +328,30 @@ class _ConstrainedLoss(nn.Module):
                 raise ValueError("a held-out dual_step needs both logits= and labels=")
             signal = self._normalised(self.held_out_violation(logits, labels, weights))
             new = strict_dual_step(self.lambdas, _as_dtype(signal, self.lambdas.dtype), lr)
+        elif self._steps_on_numbers(lr):  # one multiplier on the CPU: a few numbers, few ops
+            lam, total, count = torch.cat([self.lambdas, self.violation_sum, self.violation_count.view(1)]).tolist()
+            signal = total / max(count, 1.0)
+            strict = self.dual_signal == "strict"
+            new = scalar_strict_dual_step(lam, signal, lr) if strict else max(0.0, lam + lr * signal)
         elif self.dual_signal == "strict":
             new = strict_dual_step(self.lambdas, _as_dtype(self.pending_violation, self.lambdas.dtype), lr)
         else:
             violation = distributed.all_reduce_mean(self.pending_violation, self.process_group)
             # lr is finite and the logits are checked, so the violation is finite.
             new = torch.clamp(self.lambdas + lr * _as_dtype(violation, self.lambdas.dtype), min=0.0)
-        self.lambdas.copy_(new)
-        self.violation_sum.zero_()
-        self.violation_count.zero_()
+        if isinstance(new, torch.Tensor):
+            self.lambdas.copy_(new)
+        else:
+            self.lambdas.fill_(new)
+        torch._foreach_zero_([self.violation_sum, self.violation_count])
         self._set("_unstepped_forwards", 0)
+
+    def _steps_on_numbers(self, lr) -> bool:
+        """One multiplier on the CPU, a number ``lr``, plain eager mode and no process group."""
+        return (
+            self.lambdas.shape == (1,) and self.lambdas.device.type == "cpu" and not isinstance(lr, torch.Tensor)
+            and eager_without_transforms() and not (self.process_group is not None or distributed.is_active())
+        )
 
     @torch.no_grad()
     def held_out_violation(
@@ -398,13 +429,29 @@ class _ConstrainedLoss(nn.Module):
         """
         batch = self._batch(logits, labels, weights)
         record = self.training and torch.is_grad_enabled() and not _under_transform()
+        if self._on_numbers(batch):
+            return self._forward_on_numbers(batch, record)
         priors = _as_dtype(self._priors(batch, record), batch.x.dtype)
         loss, aux = self._impl(batch, _as_dtype(self._multipliers(), batch.x.dtype), priors)
         if record and self.dual_mode == "explicit":
-            self._record(aux)
+            self._record(self._signal(aux))
         if not _under_transform():
-            self._set("last_aux", {key: value.detach() if value.requires_grad else value for key, value in aux.items()})
+            self._set("_last_aux", {key: value.detach() if value.requires_grad else value for key, value in aux.items()})
         return loss
+
+    def _on_numbers(self, batch) -> bool:
+        """Whether this call takes the one-label path on Python numbers (rate losses only)."""
+        return False
+
+    @property
+    def last_aux(self) -> dict:
+        """The ``aux`` of the latest call, detached (empty before the first call)."""
+        aux = self._last_aux
+        if isinstance(aux, tuple):  # numbers of the one-label path: [1] tensors, formed once
+            keys, numbers, dtype = aux
+            aux = dict(zip(keys, torch.tensor(numbers, dtype=dtype).unsqueeze(1).unbind(0)))
+            self._set("_last_aux", aux)
+        return aux
 
     @property
     def last_diagnostics(self) -> dict:
@@ -458,6 +505,40 @@ class _RateLoss(_ConstrainedLoss):
 
     def _impl(self, batch, lambdas, priors):
         return _losses.rate_loss_impl(self._lagrangian, batch, lambdas, _as_dtype(self.target, batch.x.dtype), priors)
+
+    def _on_numbers(self, batch) -> bool:
+        """One label, a reduced loss and a small CPU batch in plain eager mode, with no gradient
+        wanted for labels or weights and no process group: :mod:`goloss._one_label`."""
+        x = batch.x
+        return (
+            batch.num_labels == 1 and batch.reduction != "none" and x.numel() <= SMALL
+            and x.device.type == "cpu" and self.dual_mode == "explicit" and not batch.y.requires_grad
+            and not (batch.weighted and batch.w.requires_grad) and eager_without_transforms()
+            and not (self.process_group is not None or distributed.is_active())
+        )
+
+    def _forward_on_numbers(self, batch, record: bool) -> torch.Tensor:
+        """:meth:`forward` for :meth:`_on_numbers`: the same state changes, loss and aux."""
+        sums = _one_label.batch_sums(batch)
+        fixed = self.label_priors is not None
+        state = (self.label_priors,) if fixed else (self.weighted_label_counts, self.weight_sum)
+        lam, t, *counts = torch.cat([self.lambdas, self.target, *state]).tolist()
+        prior_counts = () if fixed or not record else (sums[4], sums[4] + sums[5])  # positives, total
+        if fixed:
+            p = counts[0]
+        elif record:  # as the streaming update that _record makes
+            p = (counts[0] + prior_counts[0]) / (counts[1] + prior_counts[1])
+        else:
+            p = counts[0] / counts[1]
+        loss, aux = _one_label.rate_loss(self._lagrangian, batch, sums, lam, t, p)
+        if record:
+            if self.dual_signal == "surrogate":
+                signal = aux["violation"]
+            else:
+                signal = scalar_normalised_violation(aux["strict_violation"], t, self._constraint)
+            self._record(signal, prior_counts)
+        self._set("_last_aux", (tuple(aux), list(aux.values()), batch.x.dtype))  # tensors when read
+        return loss
 
     def extra_repr(self) -> str:
         targets = ", ".join(f"{t:g}" for t in self.target.tolist())

@@ -90,7 +90,7 @@ def test_public_functions_validate_once_and_modules_once(monkeypatch):
 
     calls = []
     original = losses.as_batch_by_label
-    monkeypatch.setattr(losses, "as_batch_by_label", lambda *a: calls.append(1) or original(*a))
+    monkeypatch.setattr(losses, "as_batch_by_label", lambda *a, **k: calls.append(1) or original(*a, **k))
     x, y, _ = batch(10)
     goloss.recall_at_precision_loss(None, 1.0, x, y, target_precision=0.5, reduction="mean")
     assert len(calls) == 1
