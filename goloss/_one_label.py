@@ -69,13 +69,11 @@ def _cross_entropy_form(batch, alpha: float, beta: float, constant: float) -> to
     ``binary_cross_entropy_with_logits``: with ``pos_weight = alpha / beta`` its term is ``w [(alpha
     / beta) y L+(x) + (1 - y) L-(x)]``, linear in ``y``, so ``beta`` times its sum is the loss
     (a built-in op with a fused, twice differentiable backward)."""
-    coefficients = torch.tensor([beta, alpha / beta], dtype=batch.x.dtype)
-    scale, positive_weight = coefficients[:1], coefficients[1:]
-    weight = batch.w * scale if batch.weighted else scale
+    positive_weight = torch.tensor([alpha / beta], dtype=batch.x.dtype)
     loss = F.binary_cross_entropy_with_logits(
-        batch.x, batch.y, weight=weight, pos_weight=positive_weight, reduction="sum"
+        batch.x, batch.y, weight=batch.w if batch.weighted else None, pos_weight=positive_weight, reduction="sum"
     )
-    return loss + constant
+    return loss.mul(beta).add_(constant)
 
 
 def rate_loss(lagrangian, batch, sums, lam: float, t: float, p: float) -> tuple[torch.Tensor, dict]:

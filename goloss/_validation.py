@@ -170,8 +170,11 @@ def as_batch_by_label(
     logits = promote_low_precision(logits)
     if logits.dim() == 1:
         logits, labels = logits.unsqueeze(1), labels.unsqueeze(1)
-    labels = labels.to(logits.dtype)
-    if value_checks_active() and not _logits_and_labels_fine(logits.detach(), labels.detach()):
+    if labels.dtype != logits.dtype:
+        labels = labels.to(logits.dtype)
+    if value_checks_active() and not _logits_and_labels_fine(
+        logits.detach(), labels.detach() if labels.requires_grad else labels
+    ):
         check_values("logits", logits, "finite")  # these name the culprit
         check_values("labels", labels, "in [0, 1]", 0.0, 1.0)
     shape = tuple(logits.shape)

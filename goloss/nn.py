@@ -288,7 +288,6 @@ class _ConstrainedLoss(nn.Module):
         """The mean dual signal recorded since the last :meth:`dual_step` (0 if none), ``lambdas``' shape."""
         return self.violation_sum / self.violation_count.clamp_min(1.0)
 
-    @torch.no_grad()
     def dual_step(
         self,
         lr: Optional[float] = None,
@@ -321,7 +320,9 @@ class _ConstrainedLoss(nn.Module):
                 "optimizer updates the multipliers"
             )
         lr = self.dual_lr if lr is None else lr
-        if not isinstance(lr, torch.Tensor):
+        if isinstance(lr, torch.Tensor):
+            lr = lr.detach()  # with the buffers and a held-out signal (no gradient): nothing recorded
+        else:
             check_number("lr", lr, low=0.0)
         if logits is not None or labels is not None:
             if logits is None or labels is None:
