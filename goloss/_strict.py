@@ -16,6 +16,7 @@ nothing about it.
 
 from __future__ import annotations
 
+import sys
 from typing import NamedTuple, Optional
 
 import torch
@@ -180,15 +181,17 @@ def scalar_rate_and_violation(
 ) -> tuple[float, float]:
     """:func:`rate_and_violation` of one label's counts, on Python numbers (the modules' path for
     one label on the CPU, where a tensor op per number would cost more than the batch)."""
+    tiny = sys.float_info.min  # as the tensor version's clamp (float64)
     if constraint == "precision":
         predicted = tp + fp
         if predicted <= 0.0:
             return 1.0, EMPTY_BATCH_WEIGHT * (target - 1.0)
-        return tp / predicted, target - tp / predicted
+        rate = tp / max(predicted, tiny)
+        return rate, target - rate
     achieved, denominator = (tp, positives) if constraint == "recall" else (fp, negatives)
     if denominator <= 0.0:
         return 0.0, 0.0
-    rate = achieved / denominator
+    rate = achieved / max(denominator, tiny)
     return rate, (rate - target if constraint == "false_positive_rate" else target - rate)
 
 

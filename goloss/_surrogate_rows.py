@@ -23,7 +23,15 @@ from __future__ import annotations
 
 import torch
 
-from ._surrogate_sums import _parts, _slopes, apply_function, batch_dot, eager_without_transforms, in_place_in_backward
+from ._surrogate_sums import (
+    _parts,
+    _slopes,
+    apply_function,
+    batch_dot,
+    eager_without_transforms,
+    in_place_in_backward,
+    sigmoid_weighted,
+)
 
 
 def _sum_to(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -68,15 +76,10 @@ def _swept_rows(signed, alpha, negative, beta, gamma, mask, parts) -> torch.Tens
 def _grad_logits(x, c, d, on_positive, on_negative, hinge: bool) -> torch.Tensor:
     """``on_positive * c * dL+/dx + on_negative * d * dL-/dx``; for cross-entropy
     ``sigmoid(x) * (a + b) - a`` with ``a = on_positive * c``, ``b = on_negative * d``, in place."""
-    weighted_positive = on_positive * c
     if hinge:
         slope_positive, slope_negative = _slopes(x, True)
-        return slope_positive * weighted_positive + slope_negative * (on_negative * d)
-    both = torch.addcmul(weighted_positive, on_negative, d)
-    sigmoid = torch.sigmoid(x)
-    if in_place_in_backward() and sigmoid.shape == both.shape:
-        return sigmoid.mul_(both).sub_(weighted_positive)
-    return sigmoid * both - weighted_positive
+        return slope_positive * (on_positive * c) + slope_negative * (on_negative * d)
+    return sigmoid_weighted(x, c, on_positive, d, on_negative)
 
 
 class SurrogateRows(torch.autograd.Function):
@@ -154,9 +157,7 @@ class SurrogateRows(torch.autograd.Function):
                   and in_place_in_backward())
         grad_x = grad_c = grad_d = grad_alpha = grad_beta = grad_gamma = None
         if direct:
-            weighted_positive = c * alpha
-            both = torch.addcmul(weighted_positive, d, beta)
-            grad_x = torch.sigmoid(x).mul_(both).sub_(weighted_positive).mul_(grad_rows)
+            grad_x = sigmoid_weighted(x, c, alpha, d, beta).mul_(grad_rows)
         if (needs[0] and not direct) or needs[1] or needs[2]:
             # The gradient reaching P and N (summed over any coefficient axis K not in the data).
             on_positive = _sum_to(grad_rows * alpha, reach)

@@ -83,23 +83,29 @@ def _parts(x: torch.Tensor, hinge: bool) -> tuple[torch.Tensor, torch.Tensor]:
     return positive, positive + x
 
 
+def sigmoid_weighted(x, c, a, d, b) -> torch.Tensor:
+    """``sigmoid(x) * (a c + b d) - a c``: the cross-entropy gradient in ``x [B, L]`` of ``a . S+ +
+    b . S-`` (``a``, ``b`` broadcast to ``c``, ``d``; tensors or Python numbers). In a backward
+    that records no graph, two fresh ``[B, L]`` tensors worked in place (each fresh tensor of
+    that size costs its page faults, often more than the arithmetic)."""
+    shape = torch.broadcast_shapes(x.shape, c.shape, d.shape)
+    scaled = torch.mul(d, b)
+    if in_place_in_backward() and scaled.shape == shape == x.shape:
+        numbers = not isinstance(a, torch.Tensor)
+        weight = scaled.add_(c, alpha=a) if numbers else scaled.addcmul_(c, a)
+        sigmoid = torch.sigmoid(x).mul_(weight)
+        return sigmoid.add_(c, alpha=-a) if numbers else sigmoid.addcmul_(c, a, value=-1.0)
+    weighted_positive = c * a
+    return torch.sigmoid(x) * (weighted_positive + scaled) - weighted_positive
+
+
 def logits_grad(x, on_positives, on_negatives, grad_positive, grad_negative, hinge: bool) -> torch.Tensor:
     """The gradient in ``x [B, L]`` of ``g+ . S+ + g- . S-`` for ``g+, g- [L]``, ``[]`` or Python
-    numbers: ``c g+ dL+/dx + d g- dL-/dx``, in place on fresh temporaries in a backward that
-    records no graph."""
-    on_positive_grad = on_positives * grad_positive
+    numbers: ``c g+ dL+/dx + d g- dL-/dx``."""
     if hinge:
         slope_positive, slope_negative = _slopes(x, True)
-        return slope_negative * (on_negatives * grad_negative) + slope_positive * on_positive_grad
-    # sigmoid * (c g+ + d g-) - c g+, in place on the fresh sigmoid
-    if isinstance(grad_negative, torch.Tensor):
-        weight = torch.addcmul(on_positive_grad, on_negatives, grad_negative)
-    else:
-        weight = torch.add(on_positive_grad, on_negatives, alpha=grad_negative)
-    sigmoid = torch.sigmoid(x)
-    eager = in_place_in_backward()
-    scaled = sigmoid.mul_(weight) if eager and weight.shape == sigmoid.shape else sigmoid * weight
-    return scaled.sub_(on_positive_grad) if eager else scaled - on_positive_grad
+        return slope_negative * (on_negatives * grad_negative) + slope_positive * (on_positives * grad_positive)
+    return sigmoid_weighted(x, on_positives, grad_positive, on_negatives, grad_negative)
 
 
 class SurrogateSums(torch.autograd.Function):
