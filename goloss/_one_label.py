@@ -46,7 +46,7 @@ class _Loss(torch.autograd.Function):
 
     @staticmethod
     def forward(x, on_positives, on_negatives, value, alpha, beta, hinge):
-        return torch.tensor(value, dtype=x.dtype)
+        return torch.full((), value, dtype=x.dtype)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -69,7 +69,7 @@ def _cross_entropy_form(batch, alpha: float, beta: float, constant: float) -> to
     ``binary_cross_entropy_with_logits``: with ``pos_weight = alpha / beta`` its term is ``w [(alpha
     / beta) y L+(x) + (1 - y) L-(x)]``, linear in ``y``, so ``beta`` times its sum is the loss
     (a built-in op with a fused, twice differentiable backward)."""
-    positive_weight = torch.tensor([alpha / beta], dtype=batch.x.dtype)
+    positive_weight = torch.full((1,), alpha / beta, dtype=batch.x.dtype)
     loss = F.binary_cross_entropy_with_logits(
         batch.x, batch.y, weight=batch.w if batch.weighted else None, pos_weight=positive_weight, reduction="sum"
     )
