@@ -9,8 +9,10 @@ CPU a tensor op per value costs a few microseconds each, more in all than the ba
 few hundred examples. This path forms the six sums with one matrix product, runs the same
 formulas (:class:`~goloss._losses.RateLagrangian`'s coefficients,
 :func:`~goloss._bounds.bounds_from_sums`, :func:`~goloss._strict.scalar_rate_and_violation`) on
-Python numbers, and returns the loss from a single autograd node whose backward is the batch
-sums' (:func:`~goloss._surrogate_sums.logits_grad`).
+Python numbers, and returns the loss as one ``binary_cross_entropy_with_logits`` (cross-entropy
+surrogate, ``dloss/dS- > 0``) or from a single autograd node whose backward is the batch sums'
+(:func:`~goloss._surrogate_sums.logits_grad`). The module (``goloss.nn``) decides when it
+applies; ``tests/test_one_label.py`` holds it to the general path.
 """
 
 from __future__ import annotations
