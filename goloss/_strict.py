@@ -6,12 +6,13 @@ Following the proxy-Lagrangian of Cotter et al. (ALT 2019; JMLR 2019), the multi
 instead ascend on the constraint measured with 0-1 indicators at the threshold (logit 0, or
 ``logit + bias`` for each PR-AUC anchor). It is scaled as a *rate deficit*, e.g.
 ``target - precision``: in [-1, 1] whatever the batch size, positive rate or loss, so that one
-dual learning rate serves them all. With no predicted positive on a batch the precision is 1
-and the violation a tenth of ``target - 1`` (``EMPTY_BATCH_WEIGHT``): the constraint is
-vacuously met, so the multiplier comes down rather than leave the model predicting nothing, but
-slowly, so that it does not collapse to 0 and swing the model to predicting everything; a recall
-without positives or an FPR without negatives is reported as 0 with violation 0: the batch says
-nothing about it.
+dual learning rate serves them all. A constraint met *vacuously* on a batch, a precision (1) or
+an FPR (0) with no predicted positive, a recall (1) with every example predicted positive,
+gives a tenth of its deficit as the violation (``EMPTY_BATCH_WEIGHT``): the multiplier comes
+down rather than leave the model there, but slowly, so that it does not collapse to 0 and swing
+the model to the opposite extreme (a relay oscillation between predicting nothing and
+predicting everything, seen with precision and FPR targets); a recall without positives or an
+FPR without negatives is reported as 0 with violation 0: the batch says nothing about it.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from ._validation import TensorLike, as_batch_by_label, as_tensor, broadcast_to,
 CONSTRAINTS = ("precision", "recall", "false_positive_rate")
 #: Smallest room for error used to normalise a violation (a target of exactly 1, or an FPR of 0).
 MIN_ALLOWED_ERROR = 1e-3
-#: The weight of a batch with no predicted positive in the precision violation (its precision
-#: counts as 1): the multiplier comes down at a tenth of the full rate.
+#: The weight of a batch on which the constraint holds vacuously (no predicted positive for a
+#: precision or an FPR, no predicted negative for a recall) in the violation: the multiplier
+#: comes down at a tenth of the full rate.
 EMPTY_BATCH_WEIGHT = 0.1
 
 
@@ -133,7 +135,9 @@ def strict_violation(counts: ThresholdCounts, target: TensorLike, constraint: st
     ``"precision"`` (precision >= target): ``target - precision``; ``"recall"`` (recall >=
     target, also TPR): ``target - recall``; ``"false_positive_rate"`` (FPR <= target):
     ``FPR - target``. Precision with no predicted positive is 1, with a tenth of that deficit
-    (``0.1 * (target - 1)``); a recall or FPR with a zero denominator gives 0.
+    (``0.1 * (target - 1)``); likewise a tenth when an FPR is 0 because nothing is predicted
+    positive, or a recall 1 because everything is; a recall or FPR with a zero denominator
+    gives 0.
 
     Args:
       counts: :class:`ThresholdCounts`, ``[L]`` or ``[L, A]`` each (summed over ranks or
@@ -173,7 +177,10 @@ def rate_and_violation(
     # Counts are >= 0 and achieved <= denominator: 0 / tiny = 0 where the rate is undefined.
     rate = achieved / denominator.clamp_min(torch.finfo(denominator.dtype).tiny)
     deficit = rate - target if constraint == "false_positive_rate" else target - rate
-    return rate, deficit * (denominator > 0)
+    # Met vacuously (FPR 0 with nothing predicted, recall 1 with everything predicted): a tenth,
+    # for the reason given for precision above (the relay also appeared with FPR targets).
+    vacuous = tp + fp <= 0 if constraint == "false_positive_rate" else tp + fp >= positives + negatives
+    return rate, torch.where(vacuous, EMPTY_BATCH_WEIGHT * deficit, deficit) * (denominator > 0)
 
 
 def scalar_rate_and_violation(
@@ -192,7 +199,11 @@ def scalar_rate_and_violation(
     if denominator <= 0.0:
         return 0.0, 0.0
     rate = achieved / max(denominator, tiny)
-    return rate, (rate - target if constraint == "false_positive_rate" else target - rate)
+    if constraint == "false_positive_rate":
+        deficit, vacuous = rate - target, tp + fp <= 0.0
+    else:
+        deficit, vacuous = target - rate, tp + fp >= positives + negatives
+    return rate, EMPTY_BATCH_WEIGHT * deficit if vacuous else deficit
 
 
 def scalar_normalised_violation(violation: float, target: float, constraint: str) -> float:

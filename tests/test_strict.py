@@ -16,7 +16,8 @@ CONSTRAINT_OF = {
 
 
 def direct_rates(x, y, w, threshold_shift=0.0):
-    """Rates of one label counted example by example in plain Python: (precision, recall, fpr)."""
+    """Rates of one label counted example by example in plain Python: (precision, recall, fpr),
+    and whether nothing / everything (of non-zero weight) is predicted positive."""
     tp = fp = pos = neg = 0.0
     for xi, yi, wi in zip(x.tolist(), y.tolist(), w.tolist()):
         predicted = xi + threshold_shift > 0
@@ -26,17 +27,22 @@ def direct_rates(x, y, w, threshold_shift=0.0):
         fp += wi * (1 - yi) * predicted
     rate = lambda a, b: a / b if b > 0 else None  # noqa: E731
     # No predicted positive: precision 1 (flagged by a negative count, read by expected_violation).
-    return (rate(tp, tp + fp) if tp + fp > 0 else -1.0), rate(tp, pos), rate(fp, neg)
+    rates = (rate(tp, tp + fp) if tp + fp > 0 else -1.0), rate(tp, pos), rate(fp, neg)
+    return rates, tp + fp <= 0, tp + fp >= pos + neg
 
 
-def expected_violation(rates, constraint, target):
-    precision, recall, fpr = rates
+def expected_violation(counted, constraint, target):
+    """The deficit; a tenth of it where the constraint holds vacuously (precision or FPR with
+    nothing predicted positive, recall with everything predicted positive)."""
+    (precision, recall, fpr), nothing, everything = counted
     if constraint == "precision" and precision == -1.0:  # nothing predicted: a tenth of target - 1
         return 0.1 * (target - 1.0)
     value = {"precision": precision, "recall": recall, "false_positive_rate": fpr}[constraint]
     if value is None:
         return 0.0
-    return value - target if constraint == "false_positive_rate" else target - value
+    deficit = value - target if constraint == "false_positive_rate" else target - value
+    vacuous = nothing if constraint == "false_positive_rate" else everything if constraint == "recall" else False
+    return 0.1 * deficit if vacuous else deficit
 
 
 def random_batch(seed, rows, labels):
@@ -59,10 +65,11 @@ def test_strict_violation_equals_a_direct_count(fn, seed):
         _, aux = fn(None, 1.0, x, y, **{name: targets}, weights=weights)
         for label in range(3):
             ones = torch.ones(rows, dtype=torch.float64)
-            rates = direct_rates(x[:, label], y[:, label], ones if weights is None else w[:, label])
-            expected = expected_violation(rates, constraint, targets[label].item())
+            counted = direct_rates(x[:, label], y[:, label], ones if weights is None else w[:, label])
+            expected = expected_violation(counted, constraint, targets[label].item())
             assert aux["strict_violation"][label].item() == pytest.approx(expected, abs=1e-12)
             counts = goloss.ThresholdCounts(*(aux[k] for k in ("true_positives", "false_positives", "positives", "negatives")))
+            rates = counted[0]
             rates = (1.0 if rates[0] == -1.0 else rates[0], *rates[1:])
             for key, value, rate in zip(("precision", "recall", "false_positive_rate"), rates,
                                         goloss.rates_at_threshold(counts)):
@@ -81,8 +88,8 @@ def test_pr_auc_strict_violation_per_anchor_at_its_bias(seed):
     assert aux["strict_violation"].shape == (2, 5)
     for label in range(2):
         for k in range(5):
-            rates = direct_rates(x[:, label], y[:, label], w[:, label], biases[label, k].item())
-            expected = expected_violation(rates, "precision", anchors[k])
+            counted = direct_rates(x[:, label], y[:, label], w[:, label], biases[label, k].item())
+            expected = expected_violation(counted, "precision", anchors[k])
             assert aux["strict_violation"][label, k].item() == pytest.approx(expected, abs=1e-12)
 
 
@@ -128,6 +135,26 @@ def test_no_predicted_positive_is_precision_one_and_an_undefined_recall_is_no_si
     assert aux["strict_violation"].item() == pytest.approx(0.9 - 1.0)
     _, aux = goloss.precision_at_recall_loss(None, 1.0, x, torch.zeros(6, dtype=torch.float64), target_recall=0.9)
     assert aux["strict_violation"].item() == 0.0
+
+
+def test_a_vacuously_met_fpr_or_recall_gives_a_tenth_of_the_deficit():
+    y = torch.tensor([1.0, 0, 0, 1, 0, 0], dtype=torch.float64)
+    nothing, everything = -torch.ones(6, dtype=torch.float64), torch.ones(6, dtype=torch.float64)
+    tpr_at_fpr = goloss.true_positive_rate_at_false_positive_rate_loss
+    _, aux = tpr_at_fpr(None, 1.0, nothing, y, target_rate=0.05)  # FPR 0 because nothing is predicted
+    assert aux["false_positive_rate"].item() == 0.0
+    assert aux["strict_violation"].item() == pytest.approx(0.1 * (0.0 - 0.05))
+    one_positive = nothing.clone()
+    one_positive[0] = 1.0  # a true positive and no false one: FPR 0 is earned, the full deficit
+    _, aux = tpr_at_fpr(None, 1.0, one_positive, y, target_rate=0.05)
+    assert aux["strict_violation"].item() == pytest.approx(-0.05)
+    _, aux = goloss.precision_at_recall_loss(None, 1.0, everything, y, target_recall=0.9)  # recall 1, vacuous
+    assert aux["recall"].item() == 1.0
+    assert aux["strict_violation"].item() == pytest.approx(0.1 * (0.9 - 1.0))
+    one_negative = everything.clone()
+    one_negative[1] = -1.0  # a negative predicted negative: recall 1 is earned
+    _, aux = goloss.precision_at_recall_loss(None, 1.0, one_negative, y, target_recall=0.9)
+    assert aux["strict_violation"].item() == pytest.approx(0.9 - 1.0)
 
 
 @pytest.mark.parametrize("make", [
