@@ -150,7 +150,6 @@ def as_batch_by_label(
       labels: same shape as ``logits``; cast to the dtype of ``logits``.
       weights: None, a number, or a tensor of shape ``[]``, ``[B]``, ``[B, 1]``
         or ``[B, L]``.
-
       ones_for_none: for ``weights=None``, return expanded ones (True) or None.
 
     Returns:
