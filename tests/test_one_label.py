@@ -175,3 +175,17 @@ def test_scalar_twins_equal_the_tensor_functions(tp, fp, extra_positives, negati
     lam = torch.tensor([tp], dtype=torch.float64)
     stepped = strict_dual_step(lam, normalised, 0.05)
     assert math.isclose(scalar_strict_dual_step(tp, normalised.item(), 0.05), stepped.item(), rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("signal", ["strict", "surrogate"])
+def test_auto_dual_step_on_the_one_label_path_equals_the_general_path(signal):
+    fast = goloss.TPRAtFPRLoss(0.1, dual_signal=signal, auto_dual_step=True).double()
+    slow = general(fast)
+    generator = torch.Generator().manual_seed(3)
+    for _ in range(4):
+        x = torch.randn(48, generator=generator, dtype=torch.float64) * 2
+        y = (torch.rand(48, generator=generator) < 0.3).double()
+        for module in (fast, slow):
+            forward_backward(module, x, y, None)
+        assert_same(fast, slow)
+    assert fast.violation_count.item() == 0.0  # every forward stepped
