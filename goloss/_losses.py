@@ -54,7 +54,7 @@ class Batch:
         self.reduction = reduction
         self.keep_label_axis = False  # modules keep aux's L axis for [B] input
         self.weighted = weights is not None  # without weights, w = 1 is never multiplied in
-        # Without weights, w and positives are formed on first use (the one-label path needs neither).
+        # Without weights, w, positives and on_negatives are formed on first use.
         self.x, self.y, self._w = as_batch_by_label(logits, labels, weights, ones_for_none=False)
         self._positives = None
         self.num_labels = self.x.shape[1]
@@ -66,13 +66,20 @@ class Batch:
         if self.weighted:
             self.active = (self.w > 0).to(self.x.dtype)  # zero weights mask examples out
             self.on_positives = self.w * self.y
-            self.on_negatives = self.w - self.on_positives
+            self._on_negatives = self.w - self.on_positives
             self._positives, self.active_rows, self.weight_sum = (
                 self.on_positives.sum(0), self.active.sum(0), self.w.sum(0)
             )
         else:
-            self.active, self.on_positives, self.on_negatives = 1.0, self.y, 1.0 - self.y
+            self.active, self.on_positives, self._on_negatives = 1.0, self.y, None
             self.active_rows, self.weight_sum = rows, rows
+
+    @property
+    def on_negatives(self) -> torch.Tensor:
+        """``w * (1 - y)``, ``[B, L]`` (formed on first use without weights)."""
+        if self._on_negatives is None:
+            self._on_negatives = 1.0 - self.y
+        return self._on_negatives
 
     @property
     def w(self) -> torch.Tensor:
@@ -230,8 +237,8 @@ def rate_loss_impl(
         on_positive, on_negative, per_row = lagrangian.violation(t, p, batch.scale)
         constant = per_row * batch.active_rows  # over the rows of non-zero weight
         keep = lagrangian.objective_on_positives
-        loss, positive_sum, negative_sum = surrogate_rows(
-            batch.x, batch.on_positives, batch.on_negatives,
+        loss, positive_sum, negative_sum = surrogate_rows(  # without weights, d = 1 - y stays implicit
+            batch.x, batch.on_positives, batch.on_negatives if batch.weighted else None,
             _row_weight(on_positive, lam, keep), _row_weight(on_negative, lam, not keep),
             per_row * lam, batch.active if batch.weighted else None, batch.surrogate_type,
         )

@@ -1,7 +1,8 @@
 """The per-row Lagrangian of a rate loss with ``reduction="none"``, and its batch sums, in one Function.
 
 For logits ``x [B, L]``, the weights on positives and on negatives ``c = w * y`` and
-``d = w * (1 - y)``, per-label coefficients ``alpha``, ``beta``, ``gamma`` and the mask of rows
+``d = w * (1 - y)`` (``d`` None: ``1 - c``, unweighted labels, with no ``[B, L]`` tensor for it),
+per-label coefficients ``alpha``, ``beta``, ``gamma`` and the mask of rows
 of non-zero weight ``m``:
 
 .. math::
@@ -73,12 +74,21 @@ def _swept_rows(signed, alpha, negative, beta, gamma, mask, parts) -> torch.Tens
     return rows.permute(1, 2, 0)
 
 
+def _complement(c, d):
+    """``d``, or ``1 - c`` where ``d`` is None."""
+    return 1.0 - c if d is None else d
+
+
+def _data_shape(x, c, d) -> torch.Size:
+    return torch.broadcast_shapes(x.shape, c.shape) if d is None else torch.broadcast_shapes(x.shape, c.shape, d.shape)
+
+
 def _grad_logits(x, c, d, on_positive, on_negative, hinge: bool) -> torch.Tensor:
     """``on_positive * c * dL+/dx + on_negative * d * dL-/dx``; for cross-entropy
     ``sigmoid(x) * (a + b) - a`` with ``a = on_positive * c``, ``b = on_negative * d``, in place."""
     if hinge:
         slope_positive, slope_negative = _slopes(x, True)
-        return slope_positive * (on_positive * c) + slope_negative * (on_negative * d)
+        return slope_positive * (on_positive * c) + slope_negative * (on_negative * _complement(c, d))
     return sigmoid_weighted(x, c, on_positive, d, on_negative)
 
 
@@ -100,7 +110,7 @@ class SurrogateRows(torch.autograd.Function):
                 return part.add_(terms[0]) if len(terms) == 1 else part.addcmul_(*terms)
             return part + (terms[0] if len(terms) == 1 else terms[0] * terms[1])
 
-        data_shape = torch.broadcast_shapes(x.shape, c.shape, d.shape)
+        data_shape = _data_shape(x, c, d)
         swept = max(alpha.dim(), beta.dim(), gamma.dim()) > 2 == len(data_shape)
         # A sweep over K coefficients multiplies [3, B, L] parts (P, N, mask): written in place.
         parts = torch.empty((3, *data_shape), dtype=x.dtype, device=x.device) if swept and eager else None
@@ -116,7 +126,13 @@ class SurrogateRows(torch.autograd.Function):
                 signed = torch.nn.functional.logsigmoid(x)  # -L+(x); L-(x) = x - log_sigmoid
                 negative = x - signed
             sign = -1.0
-        signed, negative = times(signed, c), times(negative, d)
+        signed = times(signed, c)
+        if d is not None:
+            negative = times(negative, d)
+        elif eager and negative.shape == data_shape:  # (1 - c) L- = L- - c L-, in place
+            negative = negative.addcmul_(negative, c, value=-1.0)
+        else:
+            negative = negative - negative * c
         if swept:
             rows = _swept_rows(signed, sign * alpha, negative, beta, gamma, mask, parts)
         else:
@@ -139,7 +155,7 @@ class SurrogateRows(torch.autograd.Function):
     def backward(ctx, grad_rows, grad_positive_sum, grad_negative_sum, _grad_positive, _grad_negative):
         x, c, d, alpha, beta, mask, positive_sum, negative_sum, signed, negative = ctx.saved_tensors
         needs = ctx.needs_input_grad
-        data_shape = torch.broadcast_shapes(x.shape, c.shape, d.shape)
+        data_shape = _data_shape(x, c, d)
         if grad_rows is None:  # only the sums are used: a stride-0 zero takes the cheap path
             shape = torch.broadcast_shapes(data_shape, alpha.shape, beta.shape, ctx.gamma_shape)
             grad_rows = torch.zeros((), dtype=x.dtype, device=x.device).expand(shape)
@@ -170,7 +186,9 @@ class SurrogateRows(torch.autograd.Function):
                 grad_x = _sum_to(_grad_logits(x, c, d, on_positive, on_negative, ctx.hinge), x.shape)
         if needs[1] or needs[2]:
             positive_part, negative_part = _parts(x, ctx.hinge)
-            grad_c = _sum_to(on_positive * positive_part, c.shape) if needs[1] else None
+            if needs[1]:  # with d = 1 - c, c also reaches N, with the opposite sign
+                on_c = on_positive * positive_part
+                grad_c = _sum_to(on_c if d is not None else on_c - on_negative * negative_part, c.shape)
             grad_d = _sum_to(on_negative * negative_part, d.shape) if needs[2] else None
         if uniform:  # sum_b g P = G S+, sum_b g N = G S-, sum_b g = G B
             grad_alpha = _sum_to(grad_rows * positive_sum.unsqueeze(-2), alpha.shape) if needs[3] else None
@@ -189,10 +207,13 @@ class SurrogateRows(torch.autograd.Function):
         positive_part, negative_part = _parts(x, ctx.hinge)
         slope_positive, slope_negative = _slopes(x, ctx.hinge)
         positive_t = negative_t = None
+        complement = _complement(c, d)
         if x_t is not None:
-            positive_t, negative_t = c * slope_positive * x_t, d * slope_negative * x_t
+            positive_t, negative_t = c * slope_positive * x_t, complement * slope_negative * x_t
         if c_t is not None:
             positive_t = c_t * positive_part if positive_t is None else positive_t + c_t * positive_part
+            if d is None:  # d = 1 - c moves with c
+                negative_t = -c_t * negative_part if negative_t is None else negative_t - c_t * negative_part
         if d_t is not None:
             negative_t = d_t * negative_part if negative_t is None else negative_t + d_t * negative_part
         zero = torch.zeros_like(x)
@@ -202,7 +223,7 @@ class SurrogateRows(torch.autograd.Function):
         if alpha_t is not None:
             rows_t = rows_t + alpha_t * (c * positive_part)
         if beta_t is not None:
-            rows_t = rows_t + beta_t * (d * negative_part)
+            rows_t = rows_t + beta_t * (complement * negative_part)
         if gamma_t is not None:
             rows_t = rows_t + (gamma_t if mask is None else gamma_t * mask)
         return rows_t, positive_t.sum(-2), negative_t.sum(-2), None, None
@@ -220,14 +241,15 @@ class SurrogateRows(torch.autograd.Function):
         args = [front(tensor, dim) for tensor, dim in zip((x, c, d, alpha, beta, gamma, mask), in_dims)]
         outputs = SurrogateRows.apply(*args, hinge)
         positive = 0 if x_dim is not None or c_dim is not None else None
-        negative = 0 if x_dim is not None or d_dim is not None else None
+        implicit = d is None  # N = (1 - c) L-(x) moves with c
+        negative = 0 if x_dim is not None or d_dim is not None or (implicit and c_dim is not None) else None
         return outputs, (0, positive, negative, positive, negative)
 
 
 def surrogate_rows(x, on_positives, on_negatives, alpha, beta, gamma, mask, surrogate_type):
     """``(rows [B, L], S+ [L], S- [L])`` as above; ``alpha``, ``beta``, ``gamma`` are ``[L]``
-    (or numbers), ``mask`` the ``[B, L]`` mask of rows of non-zero weight or None for all rows.
-    The plain expression under ``torch.compile``."""
+    (or numbers), ``mask`` the ``[B, L]`` mask of rows of non-zero weight or None for all rows,
+    ``on_negatives`` None for ``1 - on_positives``. The plain expression under ``torch.compile``."""
     hinge = surrogate_type == "hinge"
     alpha, beta, gamma = (
         value if isinstance(value, torch.Tensor) else torch.tensor(value or 0.0, dtype=x.dtype, device=x.device)
@@ -235,7 +257,7 @@ def surrogate_rows(x, on_positives, on_negatives, alpha, beta, gamma, mask, surr
     )
     if torch.compiler.is_compiling():
         positive, negative = _parts(x, hinge)
-        positive, negative = on_positives * positive, on_negatives * negative
+        positive, negative = on_positives * positive, _complement(on_positives, on_negatives) * negative
         constant = gamma if mask is None else gamma * mask
         return alpha * positive + beta * negative + constant, positive.sum(0), negative.sum(0)
     return apply_function(SurrogateRows, x, on_positives, on_negatives, alpha, beta, gamma, mask, hinge)[:3]

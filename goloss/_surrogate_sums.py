@@ -85,18 +85,26 @@ def _parts(x: torch.Tensor, hinge: bool) -> tuple[torch.Tensor, torch.Tensor]:
 
 def sigmoid_weighted(x, c, a, d, b) -> torch.Tensor:
     """``sigmoid(x) * (a c + b d) - a c``: the cross-entropy gradient in ``x [B, L]`` of ``a . S+ +
-    b . S-`` (``a``, ``b`` broadcast to ``c``, ``d``; tensors or Python numbers). In a backward
-    that records no graph, two fresh ``[B, L]`` tensors worked in place (each fresh tensor of
-    that size costs its page faults, often more than the arithmetic)."""
-    shape = torch.broadcast_shapes(x.shape, c.shape, d.shape)
-    scaled = torch.mul(d, b)
-    if in_place_in_backward() and scaled.shape == shape == x.shape:
-        numbers = not isinstance(a, torch.Tensor)
-        weight = scaled.add_(c, alpha=a) if numbers else scaled.addcmul_(c, a)
+    b . S-`` (``a``, ``b`` broadcast to ``c``, ``d``; tensors or Python numbers; ``d`` None means
+    ``1 - c``). In a backward that records no graph, two fresh ``[B, L]`` tensors worked in place
+    (each fresh tensor of that size costs its page faults, often more than the arithmetic)."""
+    in_place = in_place_in_backward()
+    numbers = not isinstance(a, torch.Tensor)
+    if d is None:  # the weight a c + b (1 - c) is b + (a - b) c
+        weight = torch.mul(c, a - b)
+        fits = in_place and weight.shape == x.shape
+        weight = weight.add_(b) if fits else weight + b
+    else:
+        weight = torch.mul(d, b)
+        fits = in_place and weight.shape == torch.broadcast_shapes(x.shape, c.shape, d.shape) == x.shape
+        if fits:
+            weight = weight.add_(c, alpha=a) if numbers else weight.addcmul_(c, a)
+        else:
+            weight = weight + c * a
+    if fits:
         sigmoid = torch.sigmoid(x).mul_(weight)
         return sigmoid.add_(c, alpha=-a) if numbers else sigmoid.addcmul_(c, a, value=-1.0)
-    weighted_positive = c * a
-    return torch.sigmoid(x) * (weighted_positive + scaled) - weighted_positive
+    return torch.sigmoid(x) * weight - c * a
 
 
 def logits_grad(x, on_positives, on_negatives, grad_positive, grad_negative, hinge: bool) -> torch.Tensor:

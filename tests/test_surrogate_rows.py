@@ -11,7 +11,7 @@ from goloss._surrogate_sums import _parts
 
 def plain(x, c, d, alpha, beta, gamma, mask, hinge):
     positive, negative = _parts(x, hinge)
-    positive, negative = c * positive, d * negative
+    positive, negative = c * positive, (1 - c if d is None else d) * negative
     constant = gamma if mask is None else gamma * mask
     return alpha * positive + beta * negative + constant, positive.sum(-2), negative.sum(-2)
 
@@ -20,7 +20,9 @@ def ours(*args):
     return SurrogateRows.apply(*args)[:3]
 
 
-def inputs(seed, shape, hinge, masked):
+def inputs(seed, shape, hinge, masked, implicit=False):
+    """``[x, c, d, alpha, beta, gamma, mask]``; ``implicit``: soft labels as ``c``, ``d`` None
+    (``1 - c``), no mask."""
     generator = torch.Generator().manual_seed(seed)
     options = dict(generator=generator, dtype=torch.float64)
     x = 3 * torch.randn(shape, **options)
@@ -31,15 +33,18 @@ def inputs(seed, shape, hinge, masked):
     labels = shape[-1]
     alpha, beta, gamma = (torch.rand(labels, **options) + 0.1 for _ in range(3))
     mask = (w > 0).double() if masked else None
+    if implicit:
+        return [x, torch.rand(shape, **options), None, alpha, beta, gamma, None]
     return [x, w * y, w * (1 - y), alpha, beta, gamma, mask]
 
 
-@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("masked", [False, True, "implicit d"])
 @pytest.mark.parametrize("hinge", [False, True])
 @pytest.mark.parametrize("shape", [(7, 1), (9, 3)])
 def test_values_gradients_and_jvp_match_the_plain_expression(shape, hinge, masked):
-    args = inputs(len(shape) + shape[-1] + hinge, shape, hinge, masked)
-    differentiable = [t.requires_grad_() for t in args[:6]]
+    implicit = masked == "implicit d"
+    args = inputs(len(shape) + shape[-1] + hinge, shape, hinge, masked is True, implicit)
+    differentiable = [t.requires_grad_() for t in args[:6] if t is not None]
     for a, b in zip(ours(*args, hinge), plain(*args, hinge)):
         torch.testing.assert_close(a, b)
     # Incoming gradients of every kind: general, and constant along the batch (from .sum()).
@@ -52,11 +57,14 @@ def test_values_gradients_and_jvp_match_the_plain_expression(shape, hinge, maske
                 return reduce(rows) + extra
             got = torch.autograd.grad(total(ours), differentiable)
             expected = torch.autograd.grad(total(plain), differentiable)
-            for name, a, b in zip("x c d alpha beta gamma".split(), got, expected):
+            names = "x c alpha beta gamma" if implicit else "x c d alpha beta gamma"
+            for name, a, b in zip(names.split(), got, expected):
                 torch.testing.assert_close(a, b, msg=lambda m: f"d/d {name}: {m}")
-    assert torch.autograd.gradcheck(
-        lambda *t: ours(*t, args[6], hinge), tuple(differentiable), check_forward_ad=True
-    )
+    if implicit:
+        check = lambda x, c, *rest: ours(x, c, None, *rest, args[6], hinge)  # noqa: E731
+    else:
+        check = lambda *t: ours(*t, args[6], hinge)  # noqa: E731
+    assert torch.autograd.gradcheck(check, tuple(differentiable), check_forward_ad=True)
 
 
 def test_uniform_gradient_path_is_taken_and_exact():
@@ -72,12 +80,12 @@ def test_uniform_gradient_path_is_taken_and_exact():
     torch.testing.assert_close(g_x, expected)
 
 
-@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("masked", [False, True, "implicit d"])
 @pytest.mark.parametrize("labels", [1, 2])
 @pytest.mark.parametrize("hinge", [False, True])
 def test_vmap_over_coefficients_computes_the_parts_once(hinge, labels, masked):
     """vmap over K (alpha, beta, gamma): rows [K, B, L], sums unbatched, gradients exact."""
-    x, c, d, _, _, _, mask = inputs(5 + labels, (33, labels), hinge, masked)
+    x, c, d, _, _, _, mask = inputs(5 + labels, (33, labels), hinge, masked is True, masked == "implicit d")
     generator = torch.Generator().manual_seed(labels)
     alphas, betas, gammas = (torch.rand(4, labels, generator=generator, dtype=torch.float64) for _ in range(3))
 
@@ -108,6 +116,21 @@ def test_vmap_over_data_and_jacfwd():
     jac = jacfwd(lambda logits: ours(logits, c[0], d[0], alpha, beta, gamma, mask[0], False)[0])(x[0])
     expected = jacfwd(lambda logits: plain(logits, c[0], d[0], alpha, beta, gamma, mask[0], False)[0])(x[0])
     torch.testing.assert_close(jac, expected)
+
+
+@pytest.mark.parametrize("hinge", [False, True])
+def test_implicit_d_under_vmap_over_data_and_labels(hinge):
+    """d = 1 - c: N moves with c, so a vmap over the labels alone batches N too."""
+    x, c, _, alpha, beta, gamma, _ = inputs(8, (3, 5, 2), hinge, False, implicit=True)
+    for in_dims in ((0, 0), (None, 0), (0, None)):
+        def run(f, logits, labels):
+            return f(logits, labels, None, alpha, beta, gamma, None, hinge)
+        xs = x if in_dims[0] == 0 else x[0]
+        cs = c if in_dims[1] == 0 else c[0]
+        got = vmap(lambda a, b: run(ours, a, b), in_dims=in_dims)(xs, cs)
+        expected = vmap(lambda a, b: run(plain, a, b), in_dims=in_dims)(xs, cs)
+        for a, b in zip(got, expected):
+            torch.testing.assert_close(a, b)
 
 
 @pytest.mark.parametrize("rows", [64, 70_000])  # plain small path and the Functions
