@@ -25,7 +25,7 @@ from ._bounds import bounds_from_sums
 from ._surrogate_rows import surrogate_rows
 from ._surrogate_sums import surrogate_sums
 from ._strict import counts_from_batch, rate_and_violation
-from ._surrogates import indicator_scale, weighted_parts
+from ._surrogates import indicator_scale
 from ._validation import (
     REDUCTIONS,
     SURROGATE_TYPES,
@@ -117,10 +117,6 @@ class Batch:
         if label_priors is None:
             return (1.0 + self.positives) / (2.0 + self.weight_sum)
         return self.per_label("label_priors", label_priors, unit_interval=True)
-
-    def parts(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(w * y * L+(logits), w * (1 - y) * L-(logits))``, ``[B, L]`` (or broadcast)."""
-        return weighted_parts(logits, self.on_positives, self.on_negatives, self.surrogate_type)
 
     def finish(self, loss: torch.Tensor, aux: dict) -> tuple[torch.Tensor, Aux]:
         """Loss back to the input's shape and reduced (unless already reduced); aux without the

@@ -163,24 +163,23 @@ def rate_and_violation(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The constrained rate and :func:`strict_violation`, each the counts' shape."""
     tp, fp, positives, negatives = counts
-    if constraint == "precision":
-        # No predicted positive: precision 1 (vacuously met), so the multiplier comes down and
-        # the model is not left predicting nothing; but at a tenth of the rate, since at full
-        # speed it reaches 0 within a few steps, which switches the constraint off and swings
-        # the model to predicting everything (a relay oscillation between the two).
-        predicted = tp + fp
+    predicted = tp + fp
+    tiny = torch.finfo(predicted.dtype).tiny
+    if constraint == "precision":  # 1 with nothing predicted
         empty = predicted <= 0
-        rate = (tp / predicted.clamp_min(torch.finfo(predicted.dtype).tiny)).add_(empty)
-        violation = target - rate
-        return rate, torch.where(empty, EMPTY_BATCH_WEIGHT * violation, violation)
-    achieved, denominator = (tp, positives) if constraint == "recall" else (fp, negatives)
-    # Counts are >= 0 and achieved <= denominator: 0 / tiny = 0 where the rate is undefined.
-    rate = achieved / denominator.clamp_min(torch.finfo(denominator.dtype).tiny)
+        rate, defined, vacuous = (tp / predicted.clamp_min(tiny)).add_(empty), None, empty
+    else:
+        achieved, denominator = (tp, positives) if constraint == "recall" else (fp, negatives)
+        # Counts are >= 0 and achieved <= denominator: 0 / tiny = 0 where the rate is undefined.
+        rate, defined = achieved / denominator.clamp_min(tiny), denominator > 0
+        vacuous = predicted <= 0 if constraint == "false_positive_rate" else predicted >= positives + negatives
     deficit = rate - target if constraint == "false_positive_rate" else target - rate
-    # Met vacuously (FPR 0 with nothing predicted, recall 1 with everything predicted): a tenth,
-    # for the reason given for precision above (the relay also appeared with FPR targets).
-    vacuous = tp + fp <= 0 if constraint == "false_positive_rate" else tp + fp >= positives + negatives
-    return rate, torch.where(vacuous, EMPTY_BATCH_WEIGHT * deficit, deficit) * (denominator > 0)
+    # Met vacuously (precision 1 or FPR 0 with nothing predicted, recall 1 with everything
+    # predicted): the multiplier comes down, so the model is not left there, but at a tenth of
+    # the rate, since at full speed it reaches 0 within a few steps, which switches the
+    # constraint off and swings the model to the opposite extreme (a relay oscillation).
+    violation = torch.where(vacuous, EMPTY_BATCH_WEIGHT * deficit, deficit)
+    return rate, violation if defined is None else violation * defined
 
 
 def scalar_rate_and_violation(
@@ -189,20 +188,16 @@ def scalar_rate_and_violation(
     """:func:`rate_and_violation` of one label's counts, on Python numbers (the modules' path for
     one label on the CPU, where a tensor op per number would cost more than the batch)."""
     tiny = sys.float_info.min  # as the tensor version's clamp (float64)
+    predicted = tp + fp
     if constraint == "precision":
-        predicted = tp + fp
-        if predicted <= 0.0:
-            return 1.0, EMPTY_BATCH_WEIGHT * (target - 1.0)
-        rate = tp / max(predicted, tiny)
-        return rate, target - rate
-    achieved, denominator = (tp, positives) if constraint == "recall" else (fp, negatives)
-    if denominator <= 0.0:
-        return 0.0, 0.0
-    rate = achieved / max(denominator, tiny)
-    if constraint == "false_positive_rate":
-        deficit, vacuous = rate - target, tp + fp <= 0.0
+        rate, vacuous = (tp / max(predicted, tiny), False) if predicted > 0.0 else (1.0, True)
     else:
-        deficit, vacuous = target - rate, tp + fp >= positives + negatives
+        achieved, denominator = (tp, positives) if constraint == "recall" else (fp, negatives)
+        if denominator <= 0.0:
+            return 0.0, 0.0
+        rate = achieved / max(denominator, tiny)
+        vacuous = predicted <= 0.0 if constraint == "false_positive_rate" else predicted >= positives + negatives
+    deficit = rate - target if constraint == "false_positive_rate" else target - rate
     return rate, EMPTY_BATCH_WEIGHT * deficit if vacuous else deficit
 
 

@@ -30,7 +30,9 @@ from ._surrogate_sums import (
     apply_function,
     batch_dot,
     eager_without_transforms,
+    complement,
     in_place_in_backward,
+    logits_grad,
     sigmoid_weighted,
 )
 
@@ -74,22 +76,8 @@ def _swept_rows(signed, alpha, negative, beta, gamma, mask, parts) -> torch.Tens
     return rows.permute(1, 2, 0)
 
 
-def _complement(c, d):
-    """``d``, or ``1 - c`` where ``d`` is None."""
-    return 1.0 - c if d is None else d
-
-
 def _data_shape(x, c, d) -> torch.Size:
     return torch.broadcast_shapes(x.shape, c.shape) if d is None else torch.broadcast_shapes(x.shape, c.shape, d.shape)
-
-
-def _grad_logits(x, c, d, on_positive, on_negative, hinge: bool) -> torch.Tensor:
-    """``on_positive * c * dL+/dx + on_negative * d * dL-/dx``; for cross-entropy
-    ``sigmoid(x) * (a + b) - a`` with ``a = on_positive * c``, ``b = on_negative * d``, in place."""
-    if hinge:
-        slope_positive, slope_negative = _slopes(x, True)
-        return slope_positive * (on_positive * c) + slope_negative * (on_negative * _complement(c, d))
-    return sigmoid_weighted(x, c, on_positive, d, on_negative)
 
 
 class SurrogateRows(torch.autograd.Function):
@@ -183,7 +171,7 @@ class SurrogateRows(torch.autograd.Function):
             if grad_negative_sum is not None:
                 on_negative = on_negative + grad_negative_sum.unsqueeze(-2)
             if needs[0] and not direct:
-                grad_x = _sum_to(_grad_logits(x, c, d, on_positive, on_negative, ctx.hinge), x.shape)
+                grad_x = _sum_to(logits_grad(x, c, d, on_positive, on_negative, ctx.hinge), x.shape)
         if needs[1] or needs[2]:
             positive_part, negative_part = _parts(x, ctx.hinge)
             if needs[1]:  # with d = 1 - c, c also reaches N, with the opposite sign
@@ -207,9 +195,9 @@ class SurrogateRows(torch.autograd.Function):
         positive_part, negative_part = _parts(x, ctx.hinge)
         slope_positive, slope_negative = _slopes(x, ctx.hinge)
         positive_t = negative_t = None
-        complement = _complement(c, d)
+        complement_d = complement(c, d)
         if x_t is not None:
-            positive_t, negative_t = c * slope_positive * x_t, complement * slope_negative * x_t
+            positive_t, negative_t = c * slope_positive * x_t, complement_d * slope_negative * x_t
         if c_t is not None:
             positive_t = c_t * positive_part if positive_t is None else positive_t + c_t * positive_part
             if d is None:  # d = 1 - c moves with c
@@ -223,7 +211,7 @@ class SurrogateRows(torch.autograd.Function):
         if alpha_t is not None:
             rows_t = rows_t + alpha_t * (c * positive_part)
         if beta_t is not None:
-            rows_t = rows_t + beta_t * (complement * negative_part)
+            rows_t = rows_t + beta_t * (complement_d * negative_part)
         if gamma_t is not None:
             rows_t = rows_t + (gamma_t if mask is None else gamma_t * mask)
         return rows_t, positive_t.sum(-2), negative_t.sum(-2), None, None
@@ -257,7 +245,7 @@ def surrogate_rows(x, on_positives, on_negatives, alpha, beta, gamma, mask, surr
     )
     if torch.compiler.is_compiling():
         positive, negative = _parts(x, hinge)
-        positive, negative = on_positives * positive, _complement(on_positives, on_negatives) * negative
+        positive, negative = on_positives * positive, complement(on_positives, on_negatives) * negative
         constant = gamma if mask is None else gamma * mask
         return alpha * positive + beta * negative + constant, positive.sum(0), negative.sum(0)
     return apply_function(SurrogateRows, x, on_positives, on_negatives, alpha, beta, gamma, mask, hinge)[:3]

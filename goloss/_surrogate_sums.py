@@ -107,12 +107,18 @@ def sigmoid_weighted(x, c, a, d, b) -> torch.Tensor:
     return torch.sigmoid(x) * weight - c * a
 
 
+def complement(on_positives, on_negatives):
+    """``on_negatives``, or ``1 - on_positives`` where it is None (unweighted labels)."""
+    return 1.0 - on_positives if on_negatives is None else on_negatives
+
+
 def logits_grad(x, on_positives, on_negatives, grad_positive, grad_negative, hinge: bool) -> torch.Tensor:
-    """The gradient in ``x [B, L]`` of ``g+ . S+ + g- . S-`` for ``g+, g- [L]``, ``[]`` or Python
-    numbers: ``c g+ dL+/dx + d g- dL-/dx``."""
+    """The gradient in ``x [B, L]`` of ``g+ . S+ + g- . S-`` for ``g+, g-`` broadcasting to ``x``
+    (``[L]``, ``[]``, Python numbers, ...): ``c g+ dL+/dx + d g- dL-/dx`` (``d`` None: ``1 - c``)."""
     if hinge:
         slope_positive, slope_negative = _slopes(x, True)
-        return slope_negative * (on_negatives * grad_negative) + slope_positive * (on_positives * grad_positive)
+        return (slope_negative * (complement(on_positives, on_negatives) * grad_negative)
+                + slope_positive * (on_positives * grad_positive))
     return sigmoid_weighted(x, on_positives, grad_positive, on_negatives, grad_negative)
 
 

@@ -347,12 +347,17 @@ class _ConstrainedLoss(nn.Module):
         torch._foreach_zero_([self.violation_sum, self.violation_count])
         self._set("_unstepped_forwards", 0)
 
-    def _steps_on_numbers(self, lr) -> bool:
-        """One multiplier on the CPU, a number ``lr``, plain eager mode and no process group."""
+    def _local_eager_cpu(self, tensor: torch.Tensor) -> bool:
+        """``tensor`` on the CPU, plain eager mode and no process group: where the one-label path
+        (:mod:`goloss._one_label`) may work on Python numbers."""
         return (
-            self.lambdas.shape == (1,) and self.lambdas.device.type == "cpu" and not isinstance(lr, torch.Tensor)
-            and eager_without_transforms() and not (self.process_group is not None or distributed.is_active())
+            tensor.device.type == "cpu" and eager_without_transforms()
+            and not (self.process_group is not None or distributed.is_active())
         )
+
+    def _steps_on_numbers(self, lr) -> bool:
+        """One multiplier, a number ``lr``, on the CPU in plain eager mode with no process group."""
+        return self.lambdas.shape == (1,) and not isinstance(lr, torch.Tensor) and self._local_eager_cpu(self.lambdas)
 
     @torch.no_grad()
     def held_out_violation(
@@ -510,12 +515,10 @@ class _RateLoss(_ConstrainedLoss):
     def _on_numbers(self, batch) -> bool:
         """One label, a reduced loss and a small CPU batch in plain eager mode, with no gradient
         wanted for labels or weights and no process group: :mod:`goloss._one_label`."""
-        x = batch.x
         return (
-            batch.num_labels == 1 and batch.reduction != "none" and x.numel() <= SMALL
-            and x.device.type == "cpu" and self.dual_mode == "explicit" and not batch.y.requires_grad
-            and not (batch.weighted and batch.w.requires_grad) and eager_without_transforms()
-            and not (self.process_group is not None or distributed.is_active())
+            batch.num_labels == 1 and batch.reduction != "none" and batch.x.numel() <= SMALL
+            and self.dual_mode == "explicit" and not batch.y.requires_grad
+            and not (batch.weighted and batch.w.requires_grad) and self._local_eager_cpu(batch.x)
         )
 
     def _forward_on_numbers(self, batch, record: bool) -> torch.Tensor:
