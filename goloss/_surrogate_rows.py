@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import torch
 
+from ._large_outputs import empty_output
 from ._surrogate_sums import (
     _parts,
     _slopes,
@@ -59,7 +60,8 @@ def _contract(grad: torch.Tensor, part: torch.Tensor, shape: torch.Size, sign: f
 def _swept_rows(signed, alpha, negative, beta, gamma, mask, parts) -> torch.Tensor:
     """``alpha * signed + beta * negative + gamma * mask`` for coefficients ``[K, 1, L]`` and data
     ``[B, L]``: per label one ``[K, 3] @ [3, B]`` product, so ``[K, B, L]`` is written once.
-    ``parts`` is None or the ``[3, B, L]`` buffer that may already hold ``signed`` and ``negative``."""
+    ``parts`` is None (under a transform) or the ``[3, B, L]`` buffer that may already hold
+    ``signed`` and ``negative``; with it, the output is an :func:`empty_output`."""
     size = max(t.shape[0] if t.dim() == 3 else 1 for t in (alpha, beta, gamma))
     labels = signed.shape[-1]
     coefficients = torch.stack([t.expand(size, 1, labels) for t in (alpha, beta, gamma)], -1)  # [K, 1, L, 3]
@@ -70,9 +72,12 @@ def _swept_rows(signed, alpha, negative, beta, gamma, mask, parts) -> torch.Tens
         data[2].copy_(constant)
     else:
         data = torch.stack([signed, negative, constant])
+    batch = signed.shape[-2]
+    out = None if parts is None else empty_output((labels, size, batch), signed.dtype, signed.device)
     if labels == 1:  # one matrix product, [K, 3] @ [3, B]
-        return torch.mm(coefficients.reshape(size, 3), data.reshape(3, -1)).unsqueeze(-1)
-    rows = torch.bmm(coefficients.squeeze(1).transpose(0, 1), data.permute(2, 0, 1))  # [L, K, B]
+        out = None if out is None else out[0]
+        return torch.mm(coefficients.reshape(size, 3), data.reshape(3, -1), out=out).unsqueeze(-1)
+    rows = torch.bmm(coefficients.squeeze(1).transpose(0, 1), data.permute(2, 0, 1), out=out)  # [L, K, B]
     return rows.permute(1, 2, 0)
 
 

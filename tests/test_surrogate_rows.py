@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch.func import grad, jacfwd, vmap
 
+from goloss import _large_outputs
 from goloss._surrogate_rows import SurrogateRows
 from goloss._surrogate_sums import _parts
 
@@ -80,11 +81,15 @@ def test_uniform_gradient_path_is_taken_and_exact():
     torch.testing.assert_close(g_x, expected)
 
 
+@pytest.mark.parametrize("large", [False, True])
 @pytest.mark.parametrize("masked", [False, True, "implicit d"])
 @pytest.mark.parametrize("labels", [1, 2])
 @pytest.mark.parametrize("hinge", [False, True])
-def test_vmap_over_coefficients_computes_the_parts_once(hinge, labels, masked):
-    """vmap over K (alpha, beta, gamma): rows [K, B, L], sums unbatched, gradients exact."""
+def test_vmap_over_coefficients_computes_the_parts_once(hinge, labels, masked, large, monkeypatch):
+    """vmap over K (alpha, beta, gamma): rows [K, B, L], sums unbatched, gradients exact;
+    ``large``: every eager output is a huge-page view (as from 32 MiB on)."""
+    if large:
+        monkeypatch.setattr(_large_outputs, "LARGE_BYTES", 0)
     x, c, d, _, _, _, mask = inputs(5 + labels, (33, labels), hinge, masked is True, masked == "implicit d")
     generator = torch.Generator().manual_seed(labels)
     alphas, betas, gammas = (torch.rand(4, labels, generator=generator, dtype=torch.float64) for _ in range(3))
