@@ -34,6 +34,7 @@ from ._validation import (
     as_tensor,
     broadcast_to,
     check_choice,
+    check_logits_and_labels,
     check_unit_interval,
     check_values,
     reduce,
@@ -47,7 +48,7 @@ Aux = dict
 class Batch:
     """Validated inputs of one call, brought to ``[B, L]``, with the surrogate parts."""
 
-    def __init__(self, logits, labels, weights, surrogate_type, reduction):
+    def __init__(self, logits, labels, weights, surrogate_type, reduction, value_checks=True):
         check_choice("surrogate_type", surrogate_type, SURROGATE_TYPES)
         check_choice("reduction", reduction, REDUCTIONS)
         self.shape = logits.shape
@@ -55,7 +56,8 @@ class Batch:
         self.keep_label_axis = False  # modules keep aux's L axis for [B] input
         self.weighted = weights is not None  # without weights, w = 1 is never multiplied in
         # Without weights, w, positives and on_negatives are formed on first use.
-        self.x, self.y, self._w = as_batch_by_label(logits, labels, weights, ones_for_none=False)
+        self.x, self.y, self._w = as_batch_by_label(logits, labels, weights, ones_for_none=False,
+                                                    value_checks=value_checks)
         self._positives = None
         self.num_labels = self.x.shape[1]
         self.surrogate_type = surrogate_type
@@ -74,11 +76,15 @@ class Batch:
             self.active, self.on_positives, self._on_negatives = 1.0, self.y, None
             self.active_rows, self.weight_sum = rows, rows
 
+    def check_values(self) -> None:
+        """The value checks of logits and labels, where the constructor was told to leave them."""
+        check_logits_and_labels(self.x, self.y)
+
     @property
     def on_negatives(self) -> torch.Tensor:
         """``w * (1 - y)``, ``[B, L]`` (formed on first use without weights)."""
         if self._on_negatives is None:
-            self._on_negatives = 1.0 - self.y
+            self._on_negatives = torch.rsub(self.y, 1.0)
         return self._on_negatives
 
     @property

@@ -6,16 +6,19 @@ the true and false positives at logit 0, the positives and the negatives (``c = 
 (1 - y)``). Everything else, the priors, the Lagrangian's coefficients, the loss, the bounds and
 the strict rate with its deficit, is arithmetic on ``[L]``-sized values. For one label on the
 CPU a tensor op per value costs a few microseconds each, more in all than the batch itself at a
-few hundred examples. This path forms the six sums with one matrix product, runs the same
-formulas (:class:`~goloss._losses.RateLagrangian`'s coefficients,
-:func:`~goloss._bounds.bounds_from_sums`, :func:`~goloss._strict.scalar_rate_and_violation`) on
-Python numbers, and returns the loss as one ``binary_cross_entropy_with_logits`` (cross-entropy
-surrogate, ``dloss/dS- > 0``) or from a single autograd node whose backward is the batch sums'
-(:func:`~goloss._surrogate_sums.logits_grad`). The module (``goloss.nn``) decides when it
-applies; ``tests/test_one_label.py`` holds it to the general path.
+few hundred examples. This path forms the six sums, and the value checks of logits and labels,
+from one Gram matrix, runs the same formulas (:class:`~goloss._losses.RateLagrangian`'s
+coefficients, :func:`~goloss._bounds.bounds_from_sums`,
+:func:`~goloss._strict.scalar_rate_and_violation`) on Python numbers, and returns the loss as one
+``binary_cross_entropy_with_logits`` (cross-entropy surrogate) or from a single autograd node
+whose backward is the batch sums' (:func:`~goloss._surrogate_sums.logits_grad`; hinge). The
+module (``goloss.nn``) decides when it applies; ``tests/test_one_label.py`` holds it to the
+general path.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -27,20 +30,31 @@ from ._surrogate_sums import _parts, apply_function, logits_grad
 
 def batch_sums(batch) -> tuple[float, float, float, float, float, float]:
     """``(S+, S-, true positives, false positives, positives, negatives)`` of a validated
-    ``[B, 1]`` batch (:class:`~goloss._losses.Batch`), as Python numbers."""
+    ``[B, 1]`` batch (:class:`~goloss._losses.Batch`), as Python numbers, from one Gram matrix.
+    It also makes the value checks of logits and labels (the module leaves them to it): a
+    non-finite logit makes the columns' sums non-finite, and ``min(y - y^2, 0)`` sums to 0
+    exactly when every label lies in [0, 1]; then :meth:`~goloss._losses.Batch.check_values`
+    names the culprit."""
     x = batch.x.detach()  # the weights need no gradient on this path: nothing is recorded
     if batch.surrogate_type == "hinge":
         positive, negative = _parts(x, True)
     else:  # -L+(x) = log sigmoid(x) and L-(x) = x - log sigmoid(x), so S+ changes sign below
         positive = F.logsigmoid(x)
         negative = x - positive
-    # [B, 4]: L+ (or its negative), L-, [x > 0] (cat casts the bool) and 1
-    columns = torch.cat([positive, negative, x > 0, torch.ones_like(x)], 1)
-    weights = torch.cat([batch.on_positives, batch.on_negatives], 1)  # [B, 2]: c, d
-    (s_positive, _, tp, positives), (_, s_negative, fp, negatives) = weights.t().mm(columns).tolist()
-    if batch.surrogate_type != "hinge":
-        s_positive = -s_positive
-    return s_positive, s_negative, tp, fp, positives, negatives
+    outside = torch.addcmul(batch.y, batch.y, batch.y, value=-1.0).clamp_max_(0.0)  # y (1 - y) < 0 outside [0, 1]
+    predicted = torch.heaviside(x, x.new_zeros(()))  # [x > 0] in x's dtype
+    # [7, B]: L+ (or its negative), L-, [x > 0], c, d, outside and 1
+    rows = torch.cat([positive, negative, predicted, batch.on_positives, batch.on_negatives, outside,
+                      torch.ones_like(x)]).view(7, -1)
+    gram = rows.mm(rows.t()).tolist()
+    c, d, ones = gram[3], gram[4], gram[6]
+    if not (ones[5] == 0.0 and math.isfinite(ones[0] + ones[1])):
+        batch.check_values()  # raises, unless the checks are off or a finite logit overflowed a sum
+    s_positive = c[0] if batch.surrogate_type == "hinge" else -c[0]
+    return s_positive, d[1], c[2], d[2], c[6], d[6]
+
+
+_SUM = 2  # reduction="sum" of torch.binary_cross_entropy_with_logits (F's wrapper, without its checks)
 
 
 class _Loss(torch.autograd.Function):
@@ -67,15 +81,22 @@ class _Loss(torch.autograd.Function):
 
 
 def _cross_entropy_form(batch, alpha: float, beta: float, constant: float) -> torch.Tensor:
-    """``alpha S+ + beta S- + constant`` (cross-entropy surrogate, ``beta > 0``) as one
-    ``binary_cross_entropy_with_logits``: with ``pos_weight = alpha / beta`` its term is ``w [(alpha
-    / beta) y L+(x) + (1 - y) L-(x)]``, linear in ``y``, so ``beta`` times its sum is the loss
-    (a built-in op with a fused, twice differentiable backward)."""
-    positive_weight = torch.full((1,), alpha / beta, dtype=batch.x.dtype)
-    loss = F.binary_cross_entropy_with_logits(
-        batch.x, batch.y, weight=batch.w if batch.weighted else None, pos_weight=positive_weight, reduction="sum"
-    )
-    return loss.mul(beta).add_(constant)
+    """``alpha S+ + beta S- + constant`` (cross-entropy surrogate, ``beta >= 0``) as one
+    ``binary_cross_entropy_with_logits`` (a built-in op with a fused, twice differentiable
+    backward). With ``pos_weight = alpha / beta`` its term is ``w [(alpha / beta) y L+(x) + (1 - y)
+    L-(x)]``, linear in ``y``, so ``beta`` times its sum is the loss; for ``beta = 0``, ``L+(x)``
+    is the cross-entropy of target 1, so ``S+`` is its sum weighted by ``c = w y``."""
+    x = batch.x
+    if beta > 0.0:
+        positive_weight = torch.full((1,), alpha / beta, dtype=x.dtype)
+        if batch.weighted:
+            loss = torch.binary_cross_entropy_with_logits(x, batch.y, batch.w, positive_weight, _SUM).mul(beta)
+        else:  # beta as the weight: no multiplication node
+            weight = torch.full((1,), beta, dtype=x.dtype)
+            loss = torch.binary_cross_entropy_with_logits(x, batch.y, weight, positive_weight, _SUM)
+    else:
+        loss = torch.binary_cross_entropy_with_logits(x, torch.ones_like(x), batch.on_positives, None, _SUM).mul(alpha)
+    return loss.add_(constant)
 
 
 def rate_loss(lagrangian, batch, sums, lam: float, t: float, p: float) -> tuple[torch.Tensor, dict]:
@@ -90,7 +111,7 @@ def rate_loss(lagrangian, batch, sums, lam: float, t: float, p: float) -> tuple[
     violation = c + a * s_positive + b * s_negative
     norm = batch.norm
     alpha, beta = (keep + lam * a) / norm, (1.0 - keep + lam * b) / norm  # dloss/dS+, dloss/dS-
-    if batch.surrogate_type == "xent" and beta > 0.0:
+    if batch.surrogate_type == "xent" and beta >= 0.0:
         loss = _cross_entropy_form(batch, alpha, beta, lam * c / norm)
     else:
         loss = apply_function(

@@ -140,8 +140,19 @@ def _logits_and_labels_fine(logits: torch.Tensor, labels: torch.Tensor) -> bool:
     return bool((lowest > -math.inf) & (highest < math.inf) & (lowest_label >= 0.0) & (highest_label <= 1.0))
 
 
+def check_logits_and_labels(logits: torch.Tensor, labels: torch.Tensor) -> None:
+    """Raise ``ValueError``, naming the culprit, unless ``logits`` are finite and ``labels`` lie in
+    [0, 1] (same shapes and dtype; eager value checks only, see :func:`value_checks_active`)."""
+    if value_checks_active() and not _logits_and_labels_fine(
+        logits.detach(), labels.detach() if labels.requires_grad else labels
+    ):
+        check_values("logits", logits, "finite")
+        check_values("labels", labels, "in [0, 1]", 0.0, 1.0)
+
+
 def as_batch_by_label(
-    logits: torch.Tensor, labels: torch.Tensor, weights: TensorLike | None, ones_for_none: bool = True
+    logits: torch.Tensor, labels: torch.Tensor, weights: TensorLike | None, ones_for_none: bool = True,
+    value_checks: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
     """Validate and bring ``logits``, ``labels``, ``weights`` to shape ``[B, L]``.
 
@@ -151,6 +162,8 @@ def as_batch_by_label(
       weights: None, a number, or a tensor of shape ``[]``, ``[B]``, ``[B, 1]``
         or ``[B, L]``.
       ones_for_none: for ``weights=None``, return expanded ones (True) or None.
+      value_checks: False leaves :func:`check_logits_and_labels` to the caller (the weights'
+        values are checked either way).
 
     Returns:
       ``(logits, labels, weights)``, each ``[B, L]`` (weights possibly expanded, or None).
@@ -171,11 +184,8 @@ def as_batch_by_label(
         logits, labels = logits.unsqueeze(1), labels.unsqueeze(1)
     if labels.dtype != logits.dtype:
         labels = labels.to(logits.dtype)
-    if value_checks_active() and not _logits_and_labels_fine(
-        logits.detach(), labels.detach() if labels.requires_grad else labels
-    ):
-        check_values("logits", logits, "finite")  # these name the culprit
-        check_values("labels", labels, "in [0, 1]", 0.0, 1.0)
+    if value_checks:
+        check_logits_and_labels(logits, labels)
     shape = tuple(logits.shape)
     if weights is None:  # w = 1: nothing to check
         if not ones_for_none:

@@ -413,8 +413,8 @@ class _ConstrainedLoss(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- forward ---------------------------------------------------------------------------
-    def _batch(self, logits, labels, weights):
-        batch = _losses.Batch(logits, labels, weights, self.surrogate_type, self.reduction)
+    def _batch(self, logits, labels, weights, value_checks=True):
+        batch = _losses.Batch(logits, labels, weights, self.surrogate_type, self.reduction, value_checks)
         batch.keep_label_axis = True
         if batch.num_labels != self.num_labels:
             raise ValueError(
@@ -433,10 +433,11 @@ class _ConstrainedLoss(nn.Module):
         Returns:
           ``[]``, or the shape of ``logits`` with ``reduction="none"``.
         """
-        batch = self._batch(logits, labels, weights)
+        batch = self._batch(logits, labels, weights, value_checks=False)
         record = self.training and torch.is_grad_enabled() and not _under_transform()
-        if self._on_numbers(batch):
+        if self._on_numbers(batch):  # its batch sums make the value checks
             return self._forward_on_numbers(batch, record)
+        batch.check_values()
         priors = _as_dtype(self._priors(batch, record), batch.x.dtype)
         loss, aux = self._impl(batch, _as_dtype(self._multipliers(), batch.x.dtype), priors)
         if record and self.dual_mode == "explicit":

@@ -189,3 +189,41 @@ def test_auto_dual_step_on_the_one_label_path_equals_the_general_path(signal):
             forward_backward(module, x, y, None)
         assert_same(fast, slow)
     assert fast.violation_count.item() == 0.0  # every forward stepped
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize(
+    "name, value",
+    [("logits", math.inf), ("logits", -math.inf), ("logits", math.nan),
+     ("labels", 1.5), ("labels", -0.5), ("labels", math.nan), ("labels", math.inf)],
+)
+def test_bad_values_raise_as_on_the_general_path_and_change_nothing(name, value, weighted):
+    """The path's Gram matrix makes the value checks: the same error as the general path, also
+    for a bad label on a row of zero weight, and no state change."""
+    fast = goloss.RecallAtPrecisionLoss(0.8)
+    slow = general(fast)
+    x, y = torch.randn(20), (torch.rand(20) < 0.4).float()
+    (x if name == "logits" else y)[7] = value
+    weights = torch.rand(20).index_fill_(0, torch.tensor([7]), 0.0) if weighted else None
+    before = copy.deepcopy(fast.state_dict())
+    messages = []
+    for module in (fast, slow):
+        with pytest.raises(ValueError, match=name) as error:
+            module(x.requires_grad_(), y, weights)
+        messages.append(str(error.value))
+    assert messages[0] == messages[1]
+    for key, tensor in fast.state_dict().items():
+        assert torch.equal(tensor, before[key]), key
+
+
+def test_soft_labels_large_finite_logits_and_disabled_checks_pass():
+    criterion = goloss.RecallAtPrecisionLoss(0.8)
+    x, y = torch.randn(20), torch.rand(20)  # soft labels in [0, 1]
+    criterion(x, y)
+    x[3] = 3e38  # finite: sums over it overflow, but the logit is valid
+    criterion(x, (y > 0.5).float())
+    goloss.set_value_checks(False)
+    try:
+        criterion(torch.randn(20), torch.full((20,), 2.0))  # unchecked, as on the general path
+    finally:
+        goloss.set_value_checks(True)
