@@ -94,9 +94,10 @@ def _cross_entropy_form(batch, alpha: float, beta: float, constant: float) -> to
         else:  # beta as the weight: no multiplication node
             weight = torch.full((1,), beta, dtype=x.dtype)
             loss = torch.binary_cross_entropy_with_logits(x, batch.y, weight, positive_weight, _SUM)
-    else:
-        loss = torch.binary_cross_entropy_with_logits(x, torch.ones_like(x), batch.on_positives, None, _SUM).mul(alpha)
-    return loss.add_(constant)
+    else:  # alpha c as the weight
+        weight = torch.mul(batch.on_positives, alpha)
+        loss = torch.binary_cross_entropy_with_logits(x, torch.ones_like(x), weight, None, _SUM)
+    return loss.add_(constant) if constant else loss
 
 
 def rate_loss(lagrangian, batch, sums, lam: float, t: float, p: float) -> tuple[torch.Tensor, dict]:
