@@ -42,7 +42,7 @@ def batch_sums(batch) -> tuple[float, float, float, float, float, float]:
         positive = F.logsigmoid(x)
         negative = x - positive
     outside = torch.addcmul(batch.y, batch.y, batch.y, value=-1.0).clamp_max_(0.0)  # y (1 - y) < 0 outside [0, 1]
-    predicted = torch.heaviside(x, x.new_zeros(()))  # [x > 0] in x's dtype
+    predicted = torch.relu(x).sign_()  # [x > 0] in x's dtype (heaviside is not vectorised)
     # [7, B]: L+ (or its negative), L-, [x > 0], c, d, outside and 1
     rows = torch.cat([positive, negative, predicted, batch.on_positives, batch.on_negatives, outside,
                       torch.ones_like(x)]).view(7, -1)
