@@ -27,6 +27,11 @@ from ._bounds import bounds_from_sums
 from ._strict import scalar_rate_and_violation
 from ._surrogate_sums import _parts, apply_function, logits_grad
 
+#: The largest batch the path takes: measured against the general path for one label on one CPU
+#: thread (forward, backward, dual step), it costs 0.6x at 2^13, 0.7x at 2^14, 0.9x at 2^15 and
+#: 1.05-1.17x at 2^16 elements.
+MAX_ELEMENTS = 1 << 15
+
 
 def batch_sums(batch) -> tuple[float, float, float, float, float, float]:
     """``(S+, S-, true positives, false positives, positives, negatives)`` of a validated

@@ -54,7 +54,6 @@ from ._surrogate_sums import eager_without_transforms
 from ._surrogates import indicator_scale
 from ._validation import (
     REDUCTIONS,
-    SMALL,
     TensorLike,
     check_choice,
     check_number,
@@ -517,8 +516,8 @@ class _RateLoss(_ConstrainedLoss):
         """One label, a reduced loss and a small CPU batch in plain eager mode, with no gradient
         wanted for labels or weights and no process group: :mod:`goloss._one_label`."""
         return (
-            batch.num_labels == 1 and batch.reduction != "none" and batch.x.numel() <= SMALL
-            and self.dual_mode == "explicit" and not batch.y.requires_grad
+            batch.num_labels == 1 and batch.reduction != "none"
+            and batch.x.numel() <= _one_label.MAX_ELEMENTS and self.dual_mode == "explicit" and not batch.y.requires_grad
             and not (batch.weighted and batch.w.requires_grad) and self._local_eager_cpu(batch.x)
         )
 

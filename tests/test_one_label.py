@@ -111,6 +111,9 @@ def test_the_one_label_path_is_taken_for_the_drop_in_case(monkeypatch):
     criterion_none = goloss.RecallAtPrecisionLoss(0.9, reduction="none")
     criterion_none(torch.randn(16), (torch.rand(16) < 0.3).float())
     assert calls == [1]
+    for size, taken in ((_one_label.MAX_ELEMENTS, [1, 1]), (_one_label.MAX_ELEMENTS + 1, [1, 1])):
+        criterion(torch.randn(size), (torch.rand(size) < 0.3).float())
+        assert calls == taken  # the largest batch it takes, and one more element: the general path
 
 
 @pytest.mark.parametrize("cls", list(RATE_MODULES))
