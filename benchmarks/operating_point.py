@@ -18,7 +18,8 @@ the model's and the criterion's parameters, one ``crit.dual_step()`` per batch (
   reference, not a deployable method).
 
 ``--dual-lr`` compares other dual learning rates for the strict signals (the modules'
-``dual_lr=``; default: the module's default).
+``dual_lr=``; default: the module's default), ``--lambdas-init`` other initial multipliers
+(with ``--dual-lr 0``: multipliers held fixed), ``--lr`` another learning rate of Adam (1e-3).
 
 For each row it prints the held-out rate at logit 0 (mean over seeds, and per seed), the same
 rate on the training set, the objective rate at logit 0, the objective of cross-entropy tuned to
@@ -198,6 +199,8 @@ class Config:
     quick: bool = False
     batch: Optional[int] = None
     epochs: Optional[int] = None
+    lr: float = 1e-3  # Adam's
+    lambdas_init: Optional[float] = None  # None: the module's default
 
 
 def rates_at_zero(logits, y):
@@ -243,8 +246,10 @@ def train(cfg: Config) -> dict:
         kwargs = {"dual_signal": "surrogate" if cfg.signal == "surrogate" else "strict"}
         if cfg.dual_lr is not None:
             kwargs["dual_lr"] = cfg.dual_lr
+        if cfg.lambdas_init is not None:
+            kwargs["lambdas_init"] = cfg.lambdas_init
         crit = module(target if labels > 1 else float(target[0]), num_labels=labels, **kwargs)
-    opt = torch.optim.Adam(list(model.parameters()) + list(crit.parameters()), lr=1e-3)
+    opt = torch.optim.Adam(list(model.parameters()) + list(crit.parameters()), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     val_batches = torch.split(torch.randperm(len(data.xval), generator=gen), batch)
     val_step = 0
@@ -345,7 +350,7 @@ def summarise(results, tol, tol_heldout, margin=0.02):
     groups = {}
     for r in results:
         c = r["cfg"]
-        groups.setdefault((c.dataset, c.model, c.kind, c.target, c.signal, c.dual_lr), []).append(r)
+        groups.setdefault((c.dataset, c.model, c.kind, c.target, c.signal, c.dual_lr, c.lambdas_init), []).append(r)
     # cross-entropy tuned objective per (dataset, model, kind, target): mean over seeds, per label
     ce = {}
     for key, rs in groups.items():
@@ -356,8 +361,8 @@ def summarise(results, tol, tol_heldout, margin=0.02):
               "objective@0", "CE tuned", "lambda", "pass")
     lines.append(header)
     order = {"strict": 0, "heldout": 1, "surrogate": 2, "bce": 3}
-    for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], k[3], order[k[4]], k[5] or 0)):
-        dataset, model, kind, target, signal, dual_lr = key
+    for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], k[3], order[k[4]], k[5] or 0, k[6] or 0)):
+        dataset, model, kind, target, signal, dual_lr, lambdas_init = key
         rs = groups[key]
         constrained, objective, maximise = KINDS[kind][1], KINDS[kind][2], KINDS[kind][3]
         rate = np.array([r["rates"][constrained] for r in rs])  # [seeds, L]
@@ -389,8 +394,10 @@ def summarise(results, tol, tol_heldout, margin=0.02):
                 for a, b in zip(ok_rate, ok_obj) if not (a and b)) + ")")
         fmt = lambda a: "/".join(f"{v:.3f}" for v in np.atleast_1d(a))  # noqa: E731
         lam = np.mean([r.get("lambda_final", [np.nan]) for r in rs], 0)
-        lines.append((dataset, model, f"{kind}", fmt(t), signal_name, "-" if signal == "bce" else
-                      f"{dual_lr:g}" if dual_lr is not None else "default",
+        dual = "-" if signal == "bce" else f"{dual_lr:g}" if dual_lr is not None else "default"
+        if lambdas_init is not None and signal != "bce":
+            dual += f", init {lambdas_init:g}"
+        lines.append((dataset, model, f"{kind}", fmt(t), signal_name, dual,
                       fmt(rate.mean(0)), " ".join(fmt(s) for s in rate),
                       fmt(np.mean([r["train_rates"][constrained] for r in rs], 0)), fmt(obj.mean(0)),
                       "-" if ce_obj is None else fmt(ce_obj), "-" if signal == "bce" else fmt(lam), verdict))
@@ -416,6 +423,9 @@ def main(argv=None):
     parser.add_argument("--signals", nargs="*", default=["strict", "heldout", "surrogate", "bce"])
     parser.add_argument("--datasets", nargs="*", default=None, help="only these datasets")
     parser.add_argument("--rows", nargs="*", default=None, help="only these dataset/model/loss rows")
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (default 1e-3)")
+    parser.add_argument("--lambdas-init", type=float, nargs="*", default=[None],
+                        help="the modules' lambdas_init= to compare (with --dual-lr 0: fixed multipliers)")
     parser.add_argument("--tol", type=float, default=0.025)
     parser.add_argument("--tol-heldout", type=float, default=0.03)
     args = parser.parse_args(argv)
@@ -425,9 +435,10 @@ def main(argv=None):
         if args.datasets and not any(dataset.startswith(d) for d in args.datasets):
             continue
         for signal, seed in itertools.product(args.signals, range(seeds)):
-            base = Config(dataset, model, kind, target, signal, seed, quick=args.quick)
+            base = Config(dataset, model, kind, target, signal, seed, quick=args.quick, lr=args.lr)
             if signal in ("strict", "heldout"):
-                cfgs += [replace(base, dual_lr=lr) for lr in args.dual_lr]
+                cfgs += [replace(base, dual_lr=lr, lambdas_init=init)
+                         for lr, init in itertools.product(args.dual_lr, args.lambdas_init)]
             else:
                 cfgs.append(base)
     start = time.perf_counter()

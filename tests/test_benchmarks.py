@@ -1,9 +1,12 @@
 """The benchmark's quick mode runs and prints its tables (no timing assertions)."""
 
+import dataclasses
 import math
 import pathlib
 import subprocess
 import sys
+
+import torch
 
 ROOT = pathlib.Path(__file__).parents[1]
 
@@ -37,3 +40,20 @@ def test_benchmark_quick_mode_prints_the_tables():
         assert all(math.isfinite(v) and v > 0 for v in (ratio, low, high, q1, q3)), line
         assert low <= q1 <= ratio <= q3 <= high, line
         assert met == ("yes" if ratio <= target else "no"), line
+
+
+def test_operating_point_harness_holds_fixed_multipliers_and_passes_the_learning_rate():
+    """``--dual-lr 0 --lambdas-init v``: the multiplier stays at v through training; ``--lr``
+    reaches Adam (a larger rate moves the model further from its initialisation)."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import operating_point as op
+
+    base = op.Config("gauss2d", "linear", "RAP", (0.9,), "strict", quick=True, epochs=2)
+    fixed = op.train(dataclasses.replace(base, dual_lr=0.0, lambdas_init=0.3))
+    assert fixed["lambda_final"] == [torch.tensor(0.3).item()]  # float32
+    moving = op.train(base)
+    assert moving["lambda_final"] != [1.0]  # the default: the multiplier moves from lambdas_init=1
+    assert op.train(dataclasses.replace(base, lr=1e-2))["rates"] != moving["rates"]
+
+    lines = op.summarise([fixed, moving], tol=0.025, tol_heldout=0.03)
+    assert [line[5] for line in lines[1:]] == ["default", "0, init 0.3"]
