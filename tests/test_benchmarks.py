@@ -42,10 +42,10 @@ def test_benchmark_quick_mode_prints_the_tables():
         assert met == ("yes" if ratio <= target else "no"), line
 
 
-def test_operating_point_harness_holds_fixed_multipliers_and_passes_the_learning_rate():
+def test_operating_point_harness_holds_fixed_multipliers_and_passes_the_learning_rate(monkeypatch):
     """``--dual-lr 0 --lambdas-init v``: the multiplier stays at v through training; ``--lr``
-    reaches Adam (a larger rate moves the model further from its initialisation)."""
-    sys.path.insert(0, str(ROOT))
+    reaches Adam (another rate trains another model); the table tells the settings apart."""
+    monkeypatch.syspath_prepend(str(ROOT))
     from benchmarks import operating_point as op
 
     base = op.Config("gauss2d", "linear", "RAP", (0.9,), "strict", quick=True, epochs=2)
