@@ -423,7 +423,7 @@ def main(argv=None):
     parser.add_argument("--signals", nargs="*", default=["strict", "heldout", "surrogate", "bce"])
     parser.add_argument("--datasets", nargs="*", default=None, help="only these datasets")
     parser.add_argument("--rows", nargs="*", default=None, help="only these dataset/model/loss rows")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (default 1e-3)")
+    parser.add_argument("--lr", type=float, default=Config.lr, help="Adam's learning rate (default %(default)g)")
     parser.add_argument("--lambdas-init", type=float, nargs="*", default=[None],
                         help="the modules' lambdas_init= to compare (with --dual-lr 0: fixed multipliers)")
     parser.add_argument("--tol", type=float, default=0.025)
