@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from ._surrogates import _align_labels, indicator_scale, surrogate_parts, weight_like
+from ._math import bounds_from_sums, indicator_scale
+from ._surrogates import _align_labels, surrogate_parts, weight_like
 from ._validation import TensorLike, as_tensor, check_floating, check_values, promote_low_precision
 
 
@@ -39,17 +40,6 @@ def bounds_from_parts(
     return bounds_from_sums(
         (weights * labels).sum(0), (weights * positive_part).sum(0), (weights * negative_part).sum(0), scale
     )
-
-
-def bounds_from_sums(
-    positives: torch.Tensor, positive_loss: torch.Tensor, negative_loss: torch.Tensor, scale: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both bounds from batch sums (any equal shapes): ``sum w*y``, ``sum w*L+`` and ``sum w*L-``.
-
-    Returns:
-      ``(positives - positive_loss / scale, negative_loss / scale)``.
-    """
-    return positives - positive_loss / scale, negative_loss / scale
 
 
 def _bounds(

@@ -10,6 +10,7 @@ import numbers
 import optree
 import torch
 
+from . import _math
 from ._validation import check_values
 
 
@@ -41,10 +42,13 @@ def dual_ascent_step(lambdas: Any, grads: Any, lr: float) -> Any:
             raise ValueError(
                 f"grads must have (or broadcast to) the shapes of lambdas, got {tuple(g.shape)} for {tuple(lam.shape)}"
             )
-        check_values("lambdas", lam, "finite")
-        check_values("grads", g, "finite")
-        new = torch.clamp(lam + lr * g, min=0.0)
-        check_values("lambdas + lr * grads (lr too large?)", new, "finite")
+        new = _math.surrogate_dual_step(lam, g, lr)
+        try:  # one read: a non-finite multiplier or gradient makes the result non-finite
+            check_values("lambdas + lr * grads", new, "finite")
+        except ValueError:
+            check_values("lambdas", lam, "finite")
+            check_values("grads", g, "finite")
+            raise ValueError("lambdas + lr * grads must be finite (lr too large?)") from None
         return new
 
     return optree.tree_map(step, lambdas, grads)
@@ -71,7 +75,7 @@ def reverse_gradient(variable: torch.Tensor, dual_rate_factor: float = 0.1) -> t
 
 
 def strict_dual_step(
-    lambdas: torch.Tensor, signal: torch.Tensor, lr: float, *, max_lambda: float = 1000.0
+    lambdas: torch.Tensor, signal: torch.Tensor, lr: float, *, max_lambda: float = _math.MAX_LAMBDA
 ) -> torch.Tensor:
     """The multipliers' step on a normalised strict violation:
     ``clamp(lambdas + lr * (1 + lambdas) * signal, 0, max_lambda)``.
@@ -92,10 +96,4 @@ def strict_dual_step(
     Returns:
       The new multipliers, shape of ``lambdas``.
     """
-    return torch.addcmul(lambdas, 1.0 + lambdas, signal, value=lr).clamp_(0.0, max_lambda)
-
-
-def scalar_strict_dual_step(lam: float, signal: float, lr: float, *, max_lambda: float = 1000.0) -> float:
-    """:func:`strict_dual_step` of one multiplier, on Python numbers (the modules' path for one
-    label on the CPU)."""
-    return min(max(lam + lr * (1.0 + lam) * signal, 0.0), max_lambda)
+    return _math.strict_dual_step(lambdas, signal, lr, max_lambda)

@@ -14,27 +14,35 @@ AISTATS 2017 (arXiv:1608.04802); TensorFlow ``global_objectives``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import torch
 
+from . import _dispatch
 from ._anchor_sum import anchor_sum
 from ._anchors import range_to_anchors_and_delta
+from ._math import (
+    PRECISION_AT_RECALL,
+    RECALL_AT_PRECISION,
+    TPR_AT_FPR,
+    RateLagrangian,
+    batch_label_prior,
+    bounds_from_sums,
+    indicator_scale,
+    row_weights,
+    times,
+)
 from ._roc_auc import roc_auc_elementwise
-from ._bounds import bounds_from_sums
+from ._strict import counts_from_batch, counts_rate_and_violation
 from ._surrogate_rows import surrogate_rows
 from ._surrogate_sums import surrogate_sums
-from ._strict import counts_from_batch, rate_and_violation
-from ._surrogates import indicator_scale
 from ._validation import (
     REDUCTIONS,
-    SURROGATE_TYPES,
     TensorLike,
     as_batch_by_label,
     as_tensor,
     broadcast_to,
     check_choice,
-    check_logits_and_labels,
     check_unit_interval,
     check_values,
     reduce,
@@ -43,25 +51,30 @@ from ._validation import (
 
 Params = Optional[Mapping[str, torch.Tensor]]
 Aux = dict
+#: What a module passes as ``label_priors``: ``(sum w y [L], sum w [L] or a number) -> priors [L]``.
+PriorSource = Callable[[torch.Tensor, Any], torch.Tensor]
 
 
 class Batch:
-    """Validated inputs of one call, brought to ``[B, L]``, with the surrogate parts."""
+    """Validated inputs of one call, brought to ``[B, L]``, with the per-label counts every loss reads.
 
-    def __init__(self, logits, labels, weights, surrogate_type, reduction, value_checks=True):
-        check_choice("surrogate_type", surrogate_type, SURROGATE_TYPES)
+    ``num_labels`` is a module's ``L``: the label count is checked, and the module's own state
+    (multipliers, targets, priors) is trusted (its values were checked when set) and the aux
+    keeps its ``L`` axis for ``[B]`` input.
+    """
+
+    def __init__(self, logits, labels, weights, surrogate_type, reduction, num_labels=None):
+        self.scale = indicator_scale(surrogate_type)  # validates surrogate_type
         check_choice("reduction", reduction, REDUCTIONS)
         self.shape = logits.shape
         self.reduction = reduction
-        self.keep_label_axis = False  # modules keep aux's L axis for [B] input
+        self.hinge = surrogate_type == "hinge"
+        self.module = num_labels is not None
         self.weighted = weights is not None  # without weights, w = 1 is never multiplied in
-        # Without weights, w, positives and on_negatives are formed on first use.
-        self.x, self.y, self._w = as_batch_by_label(logits, labels, weights, ones_for_none=False,
-                                                    value_checks=value_checks)
-        self._positives = None
+        self.x, self.y, self._w = as_batch_by_label(logits, labels, weights, ones_for_none=False)
         self.num_labels = self.x.shape[1]
-        self.surrogate_type = surrogate_type
-        self.scale = indicator_scale(surrogate_type)
+        if self.module and self.num_labels != num_labels:
+            raise ValueError(f"logits must have {num_labels} label(s) (num_labels), got shape {tuple(logits.shape)}")
         rows = float(self.x.shape[0])
         # aux["objective"] and aux["violation"] are of the reduced loss (of the sum for "none").
         self.norm = float(self.x.numel()) if reduction == "mean" else 1.0
@@ -69,16 +82,12 @@ class Batch:
             self.active = (self.w > 0).to(self.x.dtype)  # zero weights mask examples out
             self.on_positives = self.w * self.y
             self._on_negatives = self.w - self.on_positives
-            self._positives, self.active_rows, self.weight_sum = (
+            self.positives, self.active_rows, self.weight_sum = (
                 self.on_positives.sum(0), self.active.sum(0), self.w.sum(0)
             )
         else:
-            self.active, self.on_positives, self._on_negatives = 1.0, self.y, None
+            self.active, self.on_positives, self._on_negatives, self.positives = 1.0, self.y, None, None
             self.active_rows, self.weight_sum = rows, rows
-
-    def check_values(self) -> None:
-        """The value checks of logits and labels, where the constructor was told to leave them."""
-        check_logits_and_labels(self.x, self.y)
 
     @property
     def on_negatives(self) -> torch.Tensor:
@@ -94,42 +103,49 @@ class Batch:
             self._w = torch.ones((), dtype=self.x.dtype, device=self.x.device).expand(self.x.shape)
         return self._w
 
-    @property
-    def positives(self) -> torch.Tensor:
+    def label_counts(self) -> torch.Tensor:
         """``sum w * y``, ``[L]``."""
-        if self._positives is None:
-            self._positives = self.y.sum(0)
-        return self._positives
+        if self.positives is None:
+            self.positives = self.y.sum(0)
+        return self.positives
 
     def per_label(
         self, name: str, value: TensorLike, extra: tuple[int, ...] = (), unit_interval: bool = False,
         non_negative: bool = False,
     ) -> torch.Tensor:
-        """``value`` broadcast to ``[L, *extra]``, checked (finite; in [0, 1] or >= 0 if asked)
-        and named in errors."""
-        if unit_interval:
+        """``value`` broadcast to ``[L, *extra]`` in the logits' dtype, named in errors, its values
+        checked (finite; in [0, 1] or >= 0 if asked) unless it is a module's own state."""
+        if unit_interval and not self.module:
             check_unit_interval(name, value)
         shape = (self.num_labels, *extra)
         expected = "[] or [L]" if not extra else "[A], [1, A] or [L, A]"
         value = as_tensor(value, self.x)
-        if non_negative:
-            check_values(name, value, "finite and >= 0", 0.0)
-        elif not unit_interval:
-            check_values(name, value, "finite")
+        if not (self.module or unit_interval):
+            check_values(name, value, "finite and >= 0" if non_negative else "finite", 0.0 if non_negative else None)
         return broadcast_to(name, value, shape, f"{expected} with L, A = {shape}")
 
-    def priors(self, label_priors: Optional[TensorLike]) -> torch.Tensor:
-        """Given priors as ``[L]``, or the one-batch streaming estimate ``(1 + sum w*y) / (2 + sum w)``."""
+    def priors(self, label_priors: Union[None, TensorLike, PriorSource]) -> torch.Tensor:
+        """``[L]``: the one-batch estimate (None), a module's streaming estimate (a callable of the
+        batch's label counts), or the given priors."""
         if label_priors is None:
-            return (1.0 + self.positives) / (2.0 + self.weight_sum)
+            return batch_label_prior(self.label_counts(), self.weight_sum)
+        if callable(label_priors):
+            return label_priors(self.label_counts(), self.weight_sum).to(self.x.dtype)
         return self.per_label("label_priors", label_priors, unit_interval=True)
+
+    def counts_aux(self, target, constraint: str, biases=None) -> dict:
+        """The strict terms of aux: the counts at the threshold (no gradient), the constrained
+        rate and its deficit to ``target`` (``strict_violation``)."""
+        counts = counts_from_batch(self.x, self.on_positives, self._w, self.label_counts(), self.weight_sum, biases)
+        rate, violation = counts_rate_and_violation(counts, target, constraint)
+        return {"strict_violation": violation, constraint: rate, **counts._asdict()}
 
     def finish(self, loss: torch.Tensor, aux: dict) -> tuple[torch.Tensor, Aux]:
         """Loss back to the input's shape and reduced (unless already reduced); aux without the
-        L axis for ``[B]`` input."""
+        L axis for ``[B]`` input to a function."""
         if loss.dim() > 0:
             loss = reduce(loss.reshape(self.shape), self.reduction)
-        if len(self.shape) == 1 and not self.keep_label_axis:
+        if len(self.shape) == 1 and not self.module:
             aux = {key: value.squeeze(0) for key, value in aux.items()}
         return loss, aux
 
@@ -139,59 +155,10 @@ def _check_no_params(params: Params, name: str) -> None:
         raise ValueError(f"{name} has no primal parameters: params must be None or {{}}, got keys {list(params)}")
 
 
-class RateLagrangian(NamedTuple):
-    """What tells the four rate losses apart, per label (``t`` target, ``p`` prior, ``s`` scale).
-
-    The batch sum of a rate loss is ``objective + lam * violation`` with ``objective`` the sum of
-    the surrogate on positives (``objective_on_positives``) or on negatives, and ``violation =
-    a * sum w*y*L+ + b * sum w*(1-y)*L- + c * (rows of non-zero weight)`` where
-    ``(a, b, c) = violation(t, p, s)``; ``constraint`` names the strict constraint's rate.
-    """
-
-    objective_on_positives: bool
-    violation: Callable[..., tuple]
-    constraint: str
-
-
-RECALL_AT_PRECISION = RateLagrangian(True, lambda t, p, s: ((u := 1.0 - t), t, u * p * -s), "precision")
-PRECISION_AT_RECALL = RateLagrangian(False, lambda t, p, s: (1.0, 0.0, p * (t - 1.0) * s), "recall")
-TPR_AT_FPR = RateLagrangian(True, lambda t, p, s: (0.0, 1.0, t * (1.0 - p) * -s), "false_positive_rate")
-
-
-def _times(coefficient, value):
-    """``coefficient * value``, with no kernel for a Python 0, 1 or None (None meaning 0)."""
-    if coefficient is None:
-        return None
-    if isinstance(coefficient, float):
-        return None if coefficient == 0.0 else value if coefficient == 1.0 else coefficient * value
-    return coefficient * value
-
-
-def _row_weight(coefficient, lam, objective: bool):
-    """The weight of a surrogate part in a row: ``lam * coefficient``, plus 1 on the objective's part."""
-    scaled = _times(coefficient, lam)
-    if not objective:
-        return scaled
-    return 1.0 if scaled is None else scaled + 1.0
-
-
-def _affine(constant: torch.Tensor, *terms) -> torch.Tensor:
-    """``constant + sum(coefficient * value)`` over ``(coefficient, value)`` terms, one op per
-    term (``addcmul``; an ``add`` for a Python 1, nothing for a Python 0)."""
-    total = constant
-    for coefficient, value in terms:
-        if isinstance(coefficient, float):
-            if coefficient != 0.0:
-                total = total + (value if coefficient == 1.0 else coefficient * value)
-        else:
-            total = torch.addcmul(total, coefficient, value)
-    return total
-
-
-def _constrained_aux(batch, lam, p, sums, objective, violation, target, constraint, biases=None) -> dict:
+def _aux(batch: Batch, lam, p, sums, objective, violation, target, constraint: str, biases=None) -> dict:
     """The aux of a constrained loss: multipliers (and biases), priors, the bounds from the
     per-label surrogate ``sums``, the Lagrangian's objective and violation, the strict terms."""
-    tp_lower, fp_upper = bounds_from_sums(batch.positives, *sums, batch.scale)
+    tp_lower, fp_upper = bounds_from_sums(batch.label_counts(), *sums, batch.scale)
     return {
         "lambdas": lam,
         **({} if biases is None else {"biases": biases}),
@@ -200,87 +167,48 @@ def _constrained_aux(batch, lam, p, sums, objective, violation, target, constrai
         "false_positives_upper_bound": fp_upper,
         "objective": objective,
         "violation": violation,
-        **_strict_aux(batch, target, constraint, biases),
+        **batch.counts_aux(target, constraint, biases),
     }
 
 
-def _strict_aux(batch: "Batch", target: torch.Tensor, constraint: str, biases=None) -> dict:
-    """The strict violation (rate deficit), the constrained rate and the counts at the threshold
-    (no gradient); :func:`~goloss.rates_at_threshold` of the counts gives every rate."""
-    counts = counts_from_batch(
-        batch.x, batch.on_positives, batch.w if batch.weighted else None, batch.positives, batch.weight_sum,
-        biases,
-    )
-    rate, violation = rate_and_violation(counts, target, constraint)
-    return {
-        "strict_violation": violation,
-        constraint: rate,
-        "true_positives": counts.true_positives,
-        "false_positives": counts.false_positives,
-        "positives": counts.positives,
-        "negatives": counts.negatives,
-    }
-
-
-def rate_loss_impl(
-    lagrangian: RateLagrangian, batch: "Batch", lam: torch.Tensor, t: torch.Tensor, p: torch.Tensor
+def rate_loss(
+    lagrangian: RateLagrangian, name: str, params: Params, lambdas: TensorLike, logits: torch.Tensor,
+    labels: torch.Tensor, target: TensorLike, target_name: str, *, weights: Optional[TensorLike],
+    label_priors: Union[None, TensorLike, PriorSource], surrogate_type: str, reduction: str,
+    num_labels: Optional[int] = None,
 ) -> tuple[torch.Tensor, Aux]:
-    """A rate loss of validated inputs: ``lam``, ``t``, ``p`` are ``[L]``.
+    """The entry point of the four rate losses, functions and modules alike (``num_labels``: a
+    module's, see :class:`Batch`).
 
     The objective and the violation (``dL/dlam`` of the reduced loss; of the sum for
     ``reduction="none"``) are formed from per-label batch sums, the same sums as the bounds;
     with ``reduction="mean"`` or ``"sum"`` the loss is ``sum(objective + lam * violation)``, so
-    no second ``[B, L]`` Lagrangian is built and a ``vmap`` over targets or multipliers only
-    batches ``[L]``-sized work. With ``"none"`` the rows and the sums come from one Function
+    no ``[B, L]`` Lagrangian is built and a ``vmap`` over targets or multipliers only batches
+    ``[L]``-sized work. With ``"none"`` the rows and the sums come from one kernel
     (:func:`~goloss._surrogate_rows.surrogate_rows`). The constraint term is added to rows of
     non-zero weight only.
     """
-    if batch.reduction == "none":
-        on_positive, on_negative, per_row = lagrangian.violation(t, p, batch.scale)
-        constant = per_row * batch.active_rows  # over the rows of non-zero weight
-        keep = lagrangian.objective_on_positives
-        loss, positive_sum, negative_sum = surrogate_rows(  # without weights, d = 1 - y stays implicit
-            batch.x, batch.on_positives, batch.on_negatives if batch.weighted else None,
-            _row_weight(on_positive, lam, keep), _row_weight(on_negative, lam, not keep),
-            per_row * lam, batch.active if batch.weighted else None, batch.surrogate_type,
-        )
-    else:
-        # The constant term over the batch: s times the rows of non-zero weight (a number if unweighted).
-        on_positive, on_negative, constant = lagrangian.violation(t, p, batch.scale * batch.active_rows)
-        positive_sum, negative_sum = surrogate_sums(
-            batch.x, batch.on_positives, batch.on_negatives, batch.surrogate_type
-        )
-    objective = positive_sum if lagrangian.objective_on_positives else negative_sum
-    violation = _affine(constant, (on_positive, positive_sum), (on_negative, negative_sum))
-    if batch.reduction != "none":  # few graph nodes: the normalisation once, on the total
-        loss = torch.addcmul(objective, lam, violation).sum()
-        loss = loss / batch.norm if batch.norm != 1.0 else loss
-    if batch.norm != 1.0:
-        objective, violation = objective / batch.norm, violation / batch.norm
-    aux = _constrained_aux(batch, lam, p, (positive_sum, negative_sum), objective, violation, t, lagrangian.constraint)
-    return batch.finish(loss, aux)
-
-
-def _rate_loss(
-    name: str,
-    lagrangian: RateLagrangian,
-    params: Params,
-    lambdas: TensorLike,
-    logits: torch.Tensor,
-    labels: torch.Tensor,
-    target: TensorLike,
-    target_name: str,
-    weights: Optional[TensorLike],
-    label_priors: Optional[TensorLike],
-    surrogate_type: str,
-    reduction: str,
-) -> tuple[torch.Tensor, Aux]:
-    """Validate the inputs of a rate loss, then :func:`rate_loss_impl`."""
     _check_no_params(params, name)
-    batch = Batch(logits, labels, weights, surrogate_type, reduction)
+    batch = Batch(logits, labels, weights, surrogate_type, reduction, num_labels)
     lam = batch.per_label("lambdas", lambdas, non_negative=True)
     t = batch.per_label(target_name, target, unit_interval=True)
-    return rate_loss_impl(lagrangian, batch, lam, t, batch.priors(label_priors))
+    p = batch.priors(label_priors)
+    a, b, k = lagrangian.coefficients(t, p, batch.scale)
+    if reduction == "none":
+        alpha, beta = row_weights(lagrangian, lam, a, b)
+        loss, s_positive, s_negative = surrogate_rows(  # without weights, d = 1 - y stays implicit
+            batch.x, batch.on_positives, batch.on_negatives if batch.weighted else None, alpha, beta, lam * k,
+            batch.active if batch.weighted else None, batch.hinge,
+        )
+    else:
+        s_positive, s_negative = surrogate_sums(batch.x, batch.on_positives, batch.on_negatives, batch.hinge)
+    objective = s_positive if lagrangian.objective_on_positives else s_negative
+    violation = times(a, s_positive) + times(b, s_negative) + k * batch.active_rows
+    if reduction != "none":  # few graph nodes: the normalisation once, on the total
+        loss = torch.addcmul(objective, lam, violation).sum() / batch.norm
+    aux = _aux(batch, lam, p, (s_positive, s_negative), objective / batch.norm, violation / batch.norm, t,
+               lagrangian.constraint)
+    return batch.finish(loss, aux)
 
 
 def recall_at_precision_loss(
@@ -326,9 +254,9 @@ def recall_at_precision_loss(
       >>> loss.shape, aux["label_priors"]
       (torch.Size([]), tensor(0.4000))
     """
-    return _rate_loss(
-        "recall_at_precision_loss", RECALL_AT_PRECISION, params, lambdas, logits, labels, target_precision,
-        "target_precision", weights, label_priors, surrogate_type, reduction,
+    return rate_loss(
+        RECALL_AT_PRECISION, "recall_at_precision_loss", params, lambdas, logits, labels, target_precision, "target_precision", weights=weights,
+        label_priors=label_priors, surrogate_type=surrogate_type, reduction=reduction,
     )
 
 
@@ -353,9 +281,9 @@ def precision_at_recall_loss(
     Args and returns as in :func:`recall_at_precision_loss`, with
     ``target_recall`` (number, ``[]`` or ``[L]``) as the target.
     """
-    return _rate_loss(
-        "precision_at_recall_loss", PRECISION_AT_RECALL, params, lambdas, logits, labels, target_recall,
-        "target_recall", weights, label_priors, surrogate_type, reduction,
+    return rate_loss(
+        PRECISION_AT_RECALL, "precision_at_recall_loss", params, lambdas, logits, labels, target_recall, "target_recall", weights=weights,
+        label_priors=label_priors, surrogate_type=surrogate_type, reduction=reduction,
     )
 
 
@@ -377,9 +305,9 @@ def false_positive_rate_at_true_positive_rate_loss(
     (at fixed recall, fewer false positives is higher precision). Args and
     returns as in :func:`recall_at_precision_loss`.
     """
-    return _rate_loss(
-        "false_positive_rate_at_true_positive_rate_loss", PRECISION_AT_RECALL, params, lambdas, logits, labels,
-        target_rate, "target_rate", weights, label_priors, surrogate_type, reduction,
+    return rate_loss(
+        PRECISION_AT_RECALL, "false_positive_rate_at_true_positive_rate_loss", params, lambdas, logits, labels, target_rate, "target_rate", weights=weights,
+        label_priors=label_priors, surrogate_type=surrogate_type, reduction=reduction,
     )
 
 
@@ -404,9 +332,9 @@ def true_positive_rate_at_false_positive_rate_loss(
     Args and returns as in :func:`recall_at_precision_loss`, with
     ``target_rate`` (number, ``[]`` or ``[L]``) as the target.
     """
-    return _rate_loss(
-        "true_positive_rate_at_false_positive_rate_loss", TPR_AT_FPR, params, lambdas, logits, labels,
-        target_rate, "target_rate", weights, label_priors, surrogate_type, reduction,
+    return rate_loss(
+        TPR_AT_FPR, "true_positive_rate_at_false_positive_rate_loss", params, lambdas, logits, labels, target_rate, "target_rate", weights=weights,
+        label_priors=label_priors, surrogate_type=surrogate_type, reduction=reduction,
     )
 
 
@@ -452,43 +380,46 @@ def precision_recall_auc_loss(
       without the biases, as in the original (the L axis is dropped for ``[B]``
       input).
     """
-    anchors, delta = range_to_anchors_and_delta(precision_range, num_anchors)
-    lo, hi = float(precision_range[0]), float(precision_range[1])
-    unknown = set(params or {}) - {"biases"}
-    if unknown:
-        raise ValueError(f"precision_recall_auc_loss params has one key, 'biases'; got unknown keys {sorted(unknown)}")
-    batch = Batch(logits, labels, weights, surrogate_type, reduction)
-    biases = (params or {}).get("biases")
-    biases = batch.per_label("biases", 0.0 if biases is None else biases, (num_anchors,))
-    lam = batch.per_label("lambdas", lambdas, (num_anchors,), non_negative=True)
-    a = torch.tensor(anchors, dtype=batch.x.dtype, device=batch.x.device)
-    return pr_auc_loss_impl(batch, biases, lam, a, delta / (hi - lo - delta), batch.priors(label_priors))
+    return pr_auc_loss(
+        params, lambdas, logits, labels, precision_range=precision_range, num_anchors=num_anchors, weights=weights,
+        label_priors=label_priors, surrogate_type=surrogate_type, reduction=reduction,
+    )
 
 
-def pr_auc_loss_impl(
-    batch: Batch, biases: torch.Tensor, lam: torch.Tensor, anchors: torch.Tensor, normaliser: float,
-    p: torch.Tensor,
+def pr_auc_loss(
+    params: Params, lambdas: TensorLike, logits: torch.Tensor, labels: torch.Tensor, *,
+    precision_range: Sequence[float], num_anchors: int, weights: Optional[TensorLike],
+    label_priors: Union[None, TensorLike, PriorSource], surrogate_type: str, reduction: str,
+    num_labels: Optional[int] = None,
 ) -> tuple[torch.Tensor, Aux]:
-    """PR-AUC of validated inputs: ``biases``, ``lam`` ``[L, A]``, ``anchors`` ``[A]``, ``p`` ``[L]``.
+    """The entry point of PR-AUC, function and module alike: recall at precision ``a_k`` per anchor
+    (:data:`~goloss._math.RECALL_AT_PRECISION`'s coefficients with ``t = a_k``), normalised.
 
     ``aux["objective"]`` is ``[L]`` and ``aux["violation"]`` (``dL/dlam``, of the reduced loss)
     ``[L, A]``, formed from the per-anchor batch sums that the anchor sum returns.
     """
-    weighted, positive_sums, negative_sums = anchor_sum(
-        batch.x, batch.y, batch.w, biases, lam, anchors, batch.surrogate_type == "hinge"
-    )
-    lambda_term = (lam * (1.0 - anchors)).sum(-1) * p * batch.scale  # [L]
-    loss = (weighted - lambda_term * batch.active) * normaliser
+    anchor_list, delta = range_to_anchors_and_delta(precision_range, num_anchors)
+    lo, hi = float(precision_range[0]), float(precision_range[1])
+    unknown = set(params or {}) - {"biases"}
+    if unknown:
+        raise ValueError(f"precision_recall_auc_loss params has one key, 'biases'; got unknown keys {sorted(unknown)}")
+    batch = Batch(logits, labels, weights, surrogate_type, reduction, num_labels)
+    biases = (params or {}).get("biases")
+    biases = batch.per_label("biases", 0.0 if biases is None else biases, (num_anchors,))
+    lam = batch.per_label("lambdas", lambdas, (num_anchors,), non_negative=True)
+    anchors = torch.tensor(anchor_list, dtype=batch.x.dtype, device=batch.x.device)
+    p = batch.priors(label_priors)
+    normaliser = delta / (hi - lo - delta)
+    a, b, k = RECALL_AT_PRECISION.coefficients(anchors, p.unsqueeze(-1), batch.scale)  # [A], [A], [L, A]
+    weighted, positive_sums, negative_sums = anchor_sum(batch.x, batch.y, batch.w, biases, lam, anchors, batch.hinge)
+    loss = (weighted + (lam * k).sum(-1) * batch.active) * normaliser
     scale = normaliser / batch.norm
+    rows = batch.active_rows.unsqueeze(-1) if batch.weighted else batch.active_rows
     objective = positive_sums.sum(-1) * scale
-    violation = (
-        (1.0 - anchors) * (positive_sums - (p * batch.scale * batch.active_rows).unsqueeze(-1))
-        + anchors * negative_sums
-    ) * scale
-
+    violation = (a * positive_sums + b * negative_sums + k * rows) * scale
     # The bounds, as in the original, are those of the logits without the biases.
-    sums = surrogate_sums(batch.x, batch.on_positives, batch.on_negatives, batch.surrogate_type)
-    aux = _constrained_aux(batch, lam, p, sums, objective, violation, anchors, "precision", biases)
+    sums = surrogate_sums(batch.x, batch.on_positives, batch.on_negatives, batch.hinge)
+    aux = _aux(batch, lam, p, sums, objective, violation, anchors, "precision", biases)
     return batch.finish(loss, aux)
 
 
@@ -528,7 +459,7 @@ def roc_auc_loss(
     """
     _check_no_params(params, "roc_auc_loss")
     batch = Batch(logits, labels, weights, surrogate_type, reduction)
-    if surrogate_type == "hinge" and value_checks_active():  # y * (1 - y) is built only when read
+    if batch.hinge and value_checks_active():  # y * (1 - y) is built only when read
         check_values("labels", batch.y * (1.0 - batch.y), "0 or 1 with the hinge surrogate", 0.0, 0.0)
     return batch.finish(roc_auc_elementwise(batch.x, batch.y, batch.w, surrogate_type), {})
 

@@ -15,6 +15,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
+from ._math import NEGATIVE_PSEUDOCOUNT, POSITIVE_PSEUDOCOUNT, add_to_prior_counts
 from ._validation import TensorLike, as_batch_by_label, check_positive_int
 
 
@@ -33,8 +34,8 @@ class LabelPriorCounts(NamedTuple):
 def init_label_prior_counts(
     num_labels: int = 1,
     *,
-    positive_pseudocount: float = 1.0,
-    negative_pseudocount: float = 1.0,
+    positive_pseudocount: float = POSITIVE_PSEUDOCOUNT,
+    negative_pseudocount: float = NEGATIVE_PSEUDOCOUNT,
     dtype: Optional[torch.dtype] = None,
     device: Optional[torch.device] = None,
 ) -> LabelPriorCounts:
@@ -48,13 +49,6 @@ def init_label_prior_counts(
         )
     full = lambda value: torch.full((num_labels,), float(value), dtype=dtype, device=device)  # noqa: E731
     return LabelPriorCounts(full(positive_pseudocount), full(positive_pseudocount + negative_pseudocount))
-
-
-def batch_label_counts(
-    labels: torch.Tensor, weights: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-label ``sum_i w_i y_i`` and ``sum_i w_i`` of one batch; inputs ``[B, L]``, outputs ``[L]``."""
-    return (weights * labels).sum(0), weights.sum(0)
 
 
 def update_label_prior_counts(
@@ -82,6 +76,5 @@ def update_label_prior_counts(
             f"labels must have {counts.weight_sum.shape[0]} label(s), the length of counts, "
             f"got {labels.shape[1]}"
         )
-    positives, total = batch_label_counts(labels, weights)
-    new = LabelPriorCounts(counts.weighted_label_counts + positives, counts.weight_sum + total)
-    return new, new.weighted_label_counts / new.weight_sum
+    *new, priors = add_to_prior_counts(*counts, (weights * labels).sum(0), weights.sum(0))
+    return LabelPriorCounts(*new), priors

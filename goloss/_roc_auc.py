@@ -67,7 +67,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ._surrogates import loss_if_positive
+from ._math import loss_if_positive
 from ._validation import SURROGATE_TYPES, check_choice, check_positive_int
 
 __all__ = [
@@ -115,7 +115,7 @@ def pairwise_roc_auc(
     label_difference = y.unsqueeze(0) - y.unsqueeze(1)  # [i, j, L] = y_j - y_i
     signed_difference = label_difference * (x.unsqueeze(0) - x.unsqueeze(1))
     pair_loss = label_difference.abs() * (w.unsqueeze(0) * w.unsqueeze(1)) * loss_if_positive(
-        signed_difference, surrogate_type
+        signed_difference, surrogate_type == "hinge"
     )
     return 0.5 * pair_loss.mean(0)
 

@@ -17,21 +17,14 @@ FPR without negatives is reported as 0 with violation 0: the batch says nothing 
 
 from __future__ import annotations
 
-import sys
 from typing import NamedTuple, Optional
 
 import torch
 
-from ._surrogate_sums import batch_dot, eager_without_transforms
+from . import _dispatch, _math
+from ._math import CONSTRAINTS, rate_and_violation
+from ._surrogate_sums import batch_dot
 from ._validation import TensorLike, as_batch_by_label, as_tensor, broadcast_to, check_choice, check_values
-
-CONSTRAINTS = ("precision", "recall", "false_positive_rate")
-#: Smallest room for error used to normalise a violation (a target of exactly 1, or an FPR of 0).
-MIN_ALLOWED_ERROR = 1e-3
-#: The weight of a batch on which the constraint holds vacuously (no predicted positive for a
-#: precision or an FPR, no predicted negative for a recall) in the violation: the multiplier
-#: comes down at a tenth of the full rate.
-EMPTY_BATCH_WEIGHT = 0.1
 
 
 class ThresholdCounts(NamedTuple):
@@ -74,7 +67,7 @@ def _counts(x, on_positives, weights, positives, weight_sum, biases) -> Threshol
         # Each anchor at its own threshold: one [B, L, A] tensor, signed in place in eager mode,
         # and per-label matrix products (no product tensor).
         shifted = x.unsqueeze(-1) + biases
-        signed = torch.sign(shifted, out=shifted) if eager_without_transforms() else torch.sign(shifted)
+        signed = torch.sign(shifted, out=shifted) if _dispatch.plain_eager() else torch.sign(shifted)
         predicted = signed.clamp_min_(0.0)
         true_positives = torch.einsum("bl,bla->la", on_positives.expand_as(x), predicted)
         predicted_sum = (
@@ -123,10 +116,16 @@ def threshold_counts(
         return counts_from_batch(x, on_positives, w, on_positives.sum(0), w.sum(0), biases)
 
 
+def counts_rate_and_violation(counts: ThresholdCounts, target: TensorLike, constraint: str):
+    """:func:`~goloss._math.rate_and_violation` of :class:`ThresholdCounts`."""
+    return rate_and_violation(*counts, target, constraint)
+
+
 def rates_at_threshold(counts: ThresholdCounts) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(precision, recall, false_positive_rate)`` from counts, each of their shape (precision 1
     with no predicted positive; recall, FPR 0 with a zero denominator)."""
-    return tuple(rate_and_violation(counts, 0.0, constraint)[0] for constraint in CONSTRAINTS)
+    precision, recall, fpr = (counts_rate_and_violation(counts, 0.0, constraint)[0] for constraint in CONSTRAINTS)
+    return precision, recall, fpr
 
 
 def strict_violation(counts: ThresholdCounts, target: TensorLike, constraint: str) -> torch.Tensor:
@@ -137,7 +136,7 @@ def strict_violation(counts: ThresholdCounts, target: TensorLike, constraint: st
     ``FPR - target``. Precision with no predicted positive is 1, with a tenth of that deficit
     (``0.1 * (target - 1)``); likewise a tenth when an FPR is 0 because nothing is predicted
     positive, or a recall 1 because everything is; a recall or FPR with a zero denominator
-    gives 0.
+    gives 0 (:func:`goloss._math.rate_and_violation`, the one place of this rule).
 
     Args:
       counts: :class:`ThresholdCounts`, ``[L]`` or ``[L, A]`` each (summed over ranks or
@@ -155,67 +154,24 @@ def strict_violation(counts: ThresholdCounts, target: TensorLike, constraint: st
       tensor([0.1500])
     """
     check_choice("constraint", constraint, CONSTRAINTS)
-    return rate_and_violation(counts, target, constraint)[1]
-
-
-def rate_and_violation(
-    counts: ThresholdCounts, target: TensorLike, constraint: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The constrained rate and :func:`strict_violation`, each the counts' shape."""
-    tp, fp, positives, negatives = counts
-    predicted = tp + fp
-    tiny = torch.finfo(predicted.dtype).tiny
-    if constraint == "precision":  # 1 with nothing predicted
-        empty = predicted <= 0
-        rate, defined, vacuous = (tp / predicted.clamp_min(tiny)).add_(empty), None, empty
-    else:
-        achieved, denominator = (tp, positives) if constraint == "recall" else (fp, negatives)
-        # Counts are >= 0 and achieved <= denominator: 0 / tiny = 0 where the rate is undefined.
-        rate, defined = achieved / denominator.clamp_min(tiny), denominator > 0
-        vacuous = predicted <= 0 if constraint == "false_positive_rate" else predicted >= positives + negatives
-    deficit = rate - target if constraint == "false_positive_rate" else target - rate
-    # Met vacuously (precision 1 or FPR 0 with nothing predicted, recall 1 with everything
-    # predicted): the multiplier comes down, so the model is not left there, but at a tenth of
-    # the rate, since at full speed it reaches 0 within a few steps, which switches the
-    # constraint off and swings the model to the opposite extreme (a relay oscillation).
-    violation = torch.where(vacuous, EMPTY_BATCH_WEIGHT * deficit, deficit)
-    return rate, violation if defined is None else violation * defined
-
-
-def scalar_rate_and_violation(
-    tp: float, fp: float, positives: float, negatives: float, target: float, constraint: str
-) -> tuple[float, float]:
-    """:func:`rate_and_violation` of one label's counts, on Python numbers (the modules' path for
-    one label on the CPU, where a tensor op per number would cost more than the batch)."""
-    tiny = sys.float_info.min  # as the tensor version's clamp (float64)
-    predicted = tp + fp
-    if constraint == "precision":
-        rate, vacuous = (tp / max(predicted, tiny), False) if predicted > 0.0 else (1.0, True)
-    else:
-        achieved, denominator = (tp, positives) if constraint == "recall" else (fp, negatives)
-        if denominator <= 0.0:
-            return 0.0, 0.0
-        rate = achieved / max(denominator, tiny)
-        vacuous = predicted <= 0.0 if constraint == "false_positive_rate" else predicted >= positives + negatives
-    deficit = rate - target if constraint == "false_positive_rate" else target - rate
-    return rate, EMPTY_BATCH_WEIGHT * deficit if vacuous else deficit
-
-
-def scalar_normalised_violation(violation: float, target: float, constraint: str) -> float:
-    """:func:`normalised_violation` on Python numbers."""
-    room = target if constraint == "false_positive_rate" else 1.0 - target
-    return min(1.0, max(-1.0, violation / max(room, MIN_ALLOWED_ERROR)))
+    return counts_rate_and_violation(counts, target, constraint)[1]
 
 
 def normalised_violation(violation: torch.Tensor, target: TensorLike, constraint: str) -> torch.Tensor:
     """A strict violation over the room for error the target leaves, clipped to [-1, 1].
 
     The room is ``1 - target`` for a precision or recall target and ``target`` for an FPR
-    target: a deficit of ``0.05`` at precision ``0.9`` is half of the allowed errors, at
-    precision ``0.5`` a tenth. The result is symmetric: -1 when the rate is perfect, +1 at (or
-    beyond) one room's worth of deficit, whatever the target.
+    target (at least ``1e-3``): a deficit of ``0.05`` at precision ``0.9`` is half of the allowed
+    errors, at precision ``0.5`` a tenth. The result is symmetric: -1 when the rate is perfect,
+    +1 at (or beyond) one room's worth of deficit, whatever the target.
+
+    Args:
+      violation: a strict violation, any shape.
+      target: a number or a tensor broadcastable to ``violation``.
+      constraint: one of ``"precision"``, ``"recall"``, ``"false_positive_rate"``.
+
+    Returns:
+      The broadcast shape of ``violation`` and ``target``.
     """
-    room = target if constraint == "false_positive_rate" else 1.0 - target
-    if not isinstance(room, torch.Tensor):
-        room = torch.tensor(float(room), dtype=violation.dtype, device=violation.device)
-    return (violation / room.clamp_min(MIN_ALLOWED_ERROR)).clamp_(-1.0, 1.0)
+    check_choice("constraint", constraint, CONSTRAINTS)
+    return _math.normalised_violation(violation, target, constraint)

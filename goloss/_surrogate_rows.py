@@ -24,18 +24,10 @@ from __future__ import annotations
 
 import torch
 
+from . import _dispatch
 from ._large_outputs import empty_output
-from ._surrogate_sums import (
-    _parts,
-    _slopes,
-    apply_function,
-    batch_dot,
-    eager_without_transforms,
-    complement,
-    in_place_in_backward,
-    logits_grad,
-    sigmoid_weighted,
-)
+from ._math import logits_grad, surrogate_slopes, surrogate_values
+from ._surrogate_sums import batch_dot
 
 
 def _sum_to(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -50,30 +42,23 @@ def _batch_sum(part: torch.Tensor) -> torch.Tensor:
     return part.sum(-2)
 
 
-def _contract(grad: torch.Tensor, part: torch.Tensor, shape: torch.Size, sign: float = 1.0) -> torch.Tensor:
-    """``sign * sum(grad * part)`` down to ``shape``; :func:`batch_dot` where both are ``[B, L]``."""
+def _contract(grad: torch.Tensor, part: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """``sum(grad * part)`` down to ``shape``; :func:`batch_dot` where both are ``[B, L]``."""
     if grad.shape == part.shape and part.dim() == 2:
-        return _sum_to(sign * batch_dot(grad, part), shape)
-    return _sum_to(grad * part, shape) * sign
+        return _sum_to(batch_dot(grad, part), shape)
+    return _sum_to(grad * part, shape)
 
 
-def _swept_rows(signed, alpha, negative, beta, gamma, mask, parts) -> torch.Tensor:
-    """``alpha * signed + beta * negative + gamma * mask`` for coefficients ``[K, 1, L]`` and data
-    ``[B, L]``: per label one ``[K, 3] @ [3, B]`` product, so ``[K, B, L]`` is written once.
-    ``parts`` is None (under a transform) or the ``[3, B, L]`` buffer that may already hold
-    ``signed`` and ``negative``; with it, the output is an :func:`empty_output`."""
+def _swept_rows(positive, alpha, negative, beta, gamma, mask, eager: bool) -> torch.Tensor:
+    """``alpha * positive + beta * negative + gamma * mask`` for coefficients ``[K, 1, L]`` and data
+    ``[B, L]``: per label one ``[K, 3] @ [3, B]`` product, so ``[K, B, L]`` is written once (in
+    plain eager mode into an :func:`~goloss._large_outputs.empty_output`)."""
     size = max(t.shape[0] if t.dim() == 3 else 1 for t in (alpha, beta, gamma))
-    labels = signed.shape[-1]
+    labels, batch = positive.shape[-1], positive.shape[-2]
     coefficients = torch.stack([t.expand(size, 1, labels) for t in (alpha, beta, gamma)], -1)  # [K, 1, L, 3]
-    ones = torch.ones((), dtype=signed.dtype, device=signed.device)
-    constant = (ones if mask is None else mask).expand_as(signed)
-    if parts is not None and signed.data_ptr() == parts[0].data_ptr() and negative.data_ptr() == parts[1].data_ptr():
-        data = parts
-        data[2].copy_(constant)
-    else:
-        data = torch.stack([signed, negative, constant])
-    batch = signed.shape[-2]
-    out = None if parts is None else empty_output((labels, size, batch), signed.dtype, signed.device)
+    constant = torch.ones((), dtype=positive.dtype, device=positive.device) if mask is None else mask
+    data = torch.stack([positive, negative, constant.expand_as(positive)])  # [3, B, L]
+    out = empty_output((labels, size, batch), positive.dtype, positive.device) if eager else None
     if labels == 1:  # one matrix product, [K, 3] @ [3, B]
         out = None if out is None else out[0]
         return torch.mm(coefficients.reshape(size, 3), data.reshape(3, -1), out=out).unsqueeze(-1)
@@ -91,48 +76,23 @@ class SurrogateRows(torch.autograd.Function):
 
     @staticmethod
     def forward(x, c, d, alpha, beta, gamma, mask, hinge):
-        eager = eager_without_transforms()
-
-        def times(part, weight):  # in place on the fresh part where the shapes allow
-            fits = eager and part.shape == torch.broadcast_shapes(part.shape, weight.shape)
-            return part.mul_(weight) if fits else part * weight
-
-        def plus(part, *terms):  # part + the product of terms, in place where the shapes allow
-            shape = torch.broadcast_shapes(part.shape, *(term.shape for term in terms))
-            if eager and part.shape == shape:
-                return part.add_(terms[0]) if len(terms) == 1 else part.addcmul_(*terms)
-            return part + (terms[0] if len(terms) == 1 else terms[0] * terms[1])
-
+        eager = _dispatch.plain_eager()
         data_shape = _data_shape(x, c, d)
-        swept = max(alpha.dim(), beta.dim(), gamma.dim()) > 2 == len(data_shape)
-        # A sweep over K coefficients multiplies [3, B, L] parts (P, N, mask): written in place.
-        parts = torch.empty((3, *data_shape), dtype=x.dtype, device=x.device) if swept and eager else None
-        # ``signed`` is P for hinge and -P for cross-entropy (no negation pass).
-        if hinge:
-            signed, negative = _parts(x, True)
-            sign = 1.0
-        else:
-            if parts is not None and x.shape == data_shape:
-                signed = torch._C._nn.log_sigmoid(x, out=parts[0])
-                negative = torch.sub(x, signed, out=parts[1])
-            else:
-                signed = torch.nn.functional.logsigmoid(x)  # -L+(x); L-(x) = x - log_sigmoid
-                negative = x - signed
-            sign = -1.0
-        signed = times(signed, c)
+        positive, negative = surrogate_values(x, hinge)  # fresh: scaled in place where the shapes allow
+        fits = eager and x.shape == data_shape
+        positive = positive.mul_(c) if fits else positive * c
         if d is not None:
-            negative = times(negative, d)
-        elif eager and negative.shape == data_shape:  # (1 - c) L- = L- - c L-, in place
-            negative = negative.addcmul_(negative, c, value=-1.0)
-        else:
-            negative = negative - negative * c
-        if swept:
-            rows = _swept_rows(signed, sign * alpha, negative, beta, gamma, mask, parts)
-        else:
-            # alpha * P, then + gamma: two passes that vectorise (an addcmul with two broadcast operands does not)
-            rows = plus(signed * (sign * alpha), gamma if mask is None else gamma * mask)
-            rows = plus(rows, beta, negative)
-        return rows, sign * _batch_sum(signed), _batch_sum(negative), signed, negative
+            negative = negative.mul_(d) if fits else negative * d
+        else:  # (1 - c) L- = L- - c L-
+            negative = negative.addcmul_(negative, c, value=-1.0) if fits else negative - negative * c
+        if max(alpha.dim(), beta.dim(), gamma.dim()) > 2 == len(data_shape):  # a sweep over K coefficients
+            rows = _swept_rows(positive, alpha, negative, beta, gamma, mask, eager)
+        else:  # alpha P, + gamma, + beta N: passes that vectorise (an addcmul with two broadcast operands does not)
+            rows = positive * alpha
+            constant = gamma if mask is None else gamma * mask
+            fits = eager and rows.shape == torch.broadcast_shapes(rows.shape, constant.shape, beta.shape, negative.shape)
+            rows = rows.add_(constant).addcmul_(beta, negative) if fits else rows + constant + beta * negative
+        return rows, _batch_sum(positive), _batch_sum(negative), positive, negative
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -140,13 +100,13 @@ class SurrogateRows(torch.autograd.Function):
         ctx.hinge = hinge
         ctx.gamma_shape = gamma.shape
         ctx.set_materialize_grads(False)  # unused outputs (often the sums, always P and N) get None
-        ctx.mark_non_differentiable(output[3], output[4])  # +-P and N, kept for the coefficients' gradients
+        ctx.mark_non_differentiable(output[3], output[4])  # P and N, kept for the coefficients' gradients
         ctx.save_for_backward(x, c, d, alpha, beta, mask, *output[1:])
         ctx.save_for_forward(x, c, d, alpha, beta, mask)
 
     @staticmethod
     def backward(ctx, grad_rows, grad_positive_sum, grad_negative_sum, _grad_positive, _grad_negative):
-        x, c, d, alpha, beta, mask, positive_sum, negative_sum, signed, negative = ctx.saved_tensors
+        x, c, d, alpha, beta, mask, positive_sum, negative_sum, positive, negative = ctx.saved_tensors
         needs = ctx.needs_input_grad
         data_shape = _data_shape(x, c, d)
         if grad_rows is None:  # only the sums are used: a stride-0 zero takes the cheap path
@@ -163,10 +123,10 @@ class SurrogateRows(torch.autograd.Function):
         # g * (sigmoid * (alpha c + beta d) - alpha c).
         direct = (needs[0] and not ctx.hinge and not uniform and grad_positive_sum is None
                   and grad_negative_sum is None and grad_rows.shape == x.shape == data_shape
-                  and in_place_in_backward())
+                  and _dispatch.in_place_in_backward())
         grad_x = grad_c = grad_d = grad_alpha = grad_beta = grad_gamma = None
         if direct:
-            grad_x = sigmoid_weighted(x, c, alpha, d, beta).mul_(grad_rows)
+            grad_x = logits_grad(x, c, alpha, d, beta, False).mul_(grad_rows)
         if (needs[0] and not direct) or needs[1] or needs[2]:
             # The gradient reaching P and N (summed over any coefficient axis K not in the data).
             on_positive = _sum_to(grad_rows * alpha, reach)
@@ -176,9 +136,9 @@ class SurrogateRows(torch.autograd.Function):
             if grad_negative_sum is not None:
                 on_negative = on_negative + grad_negative_sum.unsqueeze(-2)
             if needs[0] and not direct:
-                grad_x = _sum_to(logits_grad(x, c, d, on_positive, on_negative, ctx.hinge), x.shape)
+                grad_x = _sum_to(logits_grad(x, c, on_positive, d, on_negative, ctx.hinge), x.shape)
         if needs[1] or needs[2]:
-            positive_part, negative_part = _parts(x, ctx.hinge)
+            positive_part, negative_part = surrogate_values(x, ctx.hinge)
             if needs[1]:  # with d = 1 - c, c also reaches N, with the opposite sign
                 on_c = on_positive * positive_part
                 grad_c = _sum_to(on_c if d is not None else on_c - on_negative * negative_part, c.shape)
@@ -188,7 +148,7 @@ class SurrogateRows(torch.autograd.Function):
             grad_beta = _sum_to(grad_rows * negative_sum.unsqueeze(-2), beta.shape) if needs[4] else None
             grad_gamma = _sum_to(grad_rows * float(data_shape[-2]), ctx.gamma_shape) if needs[5] else None
         else:
-            grad_alpha = _contract(grad_rows, signed, alpha.shape, 1.0 if ctx.hinge else -1.0) if needs[3] else None
+            grad_alpha = _contract(grad_rows, positive, alpha.shape) if needs[3] else None
             grad_beta = _contract(grad_rows, negative, beta.shape) if needs[4] else None
             if needs[5]:
                 grad_gamma = _sum_to(grad_rows if mask is None else grad_rows * mask, ctx.gamma_shape)
@@ -197,10 +157,10 @@ class SurrogateRows(torch.autograd.Function):
     @staticmethod
     def jvp(ctx, x_t, c_t, d_t, alpha_t, beta_t, gamma_t, mask_t, _):
         x, c, d, alpha, beta, mask = ctx.saved_tensors
-        positive_part, negative_part = _parts(x, ctx.hinge)
-        slope_positive, slope_negative = _slopes(x, ctx.hinge)
+        positive_part, negative_part = surrogate_values(x, ctx.hinge)
+        slope_positive, slope_negative = surrogate_slopes(x, ctx.hinge)
         positive_t = negative_t = None
-        complement_d = complement(c, d)
+        complement_d = 1.0 - c if d is None else d
         if x_t is not None:
             positive_t, negative_t = c * slope_positive * x_t, complement_d * slope_negative * x_t
         if c_t is not None:
@@ -239,18 +199,23 @@ class SurrogateRows(torch.autograd.Function):
         return outputs, (0, positive, negative, positive, negative)
 
 
-def surrogate_rows(x, on_positives, on_negatives, alpha, beta, gamma, mask, surrogate_type):
+def plain_surrogate_rows(x, on_positives, on_negatives, alpha, beta, gamma, mask, hinge: bool):
+    """``(rows, S+, S-)`` as plain ops: the reference, and the path under ``torch.compile``."""
+    positive, negative = surrogate_values(x, hinge)
+    positive = on_positives * positive
+    negative = (1.0 - on_positives if on_negatives is None else on_negatives) * negative
+    constant = gamma if mask is None else gamma * mask
+    return alpha * positive + beta * negative + constant, positive.sum(-2), negative.sum(-2)
+
+
+def surrogate_rows(x, on_positives, on_negatives, alpha, beta, gamma, mask, hinge: bool):
     """``(rows [B, L], S+ [L], S- [L])`` as above; ``alpha``, ``beta``, ``gamma`` are ``[L]``
     (or numbers), ``mask`` the ``[B, L]`` mask of rows of non-zero weight or None for all rows,
-    ``on_negatives`` None for ``1 - on_positives``. The plain expression under ``torch.compile``."""
-    hinge = surrogate_type == "hinge"
+    ``on_negatives`` None for ``1 - on_positives``. The plain ops under ``torch.compile``."""
+    if _dispatch.compiling():
+        return plain_surrogate_rows(x, on_positives, on_negatives, alpha, beta, gamma, mask, hinge)
     alpha, beta, gamma = (
-        value if isinstance(value, torch.Tensor) else torch.tensor(value or 0.0, dtype=x.dtype, device=x.device)
+        value if isinstance(value, torch.Tensor) else torch.tensor(float(value), dtype=x.dtype, device=x.device)
         for value in (alpha, beta, gamma)
     )
-    if torch.compiler.is_compiling():
-        positive, negative = _parts(x, hinge)
-        positive, negative = on_positives * positive, complement(on_positives, on_negatives) * negative
-        constant = gamma if mask is None else gamma * mask
-        return alpha * positive + beta * negative + constant, positive.sum(0), negative.sum(0)
-    return apply_function(SurrogateRows, x, on_positives, on_negatives, alpha, beta, gamma, mask, hinge)[:3]
+    return _dispatch.apply(SurrogateRows, x, on_positives, on_negatives, alpha, beta, gamma, mask, hinge)[:3]

@@ -15,24 +15,18 @@ Cross-entropy is an upper bound on the indicator only once divided by
 
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
 
-from ._validation import SURROGATE_TYPES, TensorLike, as_tensor, broadcast_to, check_choice, check_floating, check_values, promote_low_precision
+from ._math import indicator_scale, surrogate_values
+from ._validation import TensorLike, as_tensor, broadcast_to, check_floating, check_values, promote_low_precision
 
-
-def indicator_scale(surrogate_type: str) -> float:
-    """``log(2)`` for ``"xent"``, ``1.0`` for ``"hinge"``: the surrogate's value at the threshold."""
-    check_choice("surrogate_type", surrogate_type, SURROGATE_TYPES)
-    return math.log(2.0) if surrogate_type == "xent" else 1.0
+__all__ = ["indicator_scale", "surrogate_parts", "weighted_surrogate_loss"]
 
 
 def surrogate_parts(
     logits: torch.Tensor, labels: torch.Tensor, surrogate_type: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The unweighted surrogate on positives and on negatives, each evaluated once.
+    """``(z L+(x), (1 - z) L-(x))``, the surrogate evaluated once (:func:`~goloss._math.surrogate_values`).
 
     Args:
       logits: ``[...]`` floating tensor.
@@ -40,36 +34,11 @@ def surrogate_parts(
       surrogate_type: ``"xent"`` or ``"hinge"``.
 
     Returns:
-      ``(positive_part, negative_part)``, each of the broadcast shape:
-      ``z * softplus(-x)`` and ``(1 - z) * softplus(x)`` for xent,
-      ``z * relu(1 - x)`` and ``(1 - z) * relu(1 + x)`` for hinge.
+      ``(positive_part, negative_part)``, each of the broadcast shape.
     """
-    return weighted_parts(logits, labels, 1.0 - labels, surrogate_type)
-
-
-def weighted_parts(
-    logits: torch.Tensor, on_positives: TensorLike, on_negatives: TensorLike, surrogate_type: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(on_positives * L+(x), on_negatives * L-(x))``, the surrogate evaluated once.
-
-    ``on_positives`` and ``on_negatives`` broadcast against ``logits``: e.g. ``w * y`` and
-    ``w * (1 - y)``. Shapes: the broadcast shape.
-    """
-    positive = loss_if_positive(logits, surrogate_type)
-    if surrogate_type == "xent":
-        # softplus(x) = softplus(-x) + x: the transcendental part is evaluated once.
-        negative = positive + logits
-    else:
-        negative = torch.relu(1.0 + logits)
-    return on_positives * positive, on_negatives * negative
-
-
-def loss_if_positive(logits: torch.Tensor, surrogate_type: str) -> torch.Tensor:
-    """The unweighted surrogate of a positive example: ``softplus(-x)`` or ``relu(1 - x)``; shape of ``logits``."""
-    check_choice("surrogate_type", surrogate_type, SURROGATE_TYPES)
-    if surrogate_type == "xent":
-        return -F.logsigmoid(logits)  # = softplus(-x), stable for any x.
-    return torch.relu(1.0 - logits)
+    indicator_scale(surrogate_type)  # validates it
+    positive, negative = surrogate_values(logits, surrogate_type == "hinge")
+    return labels * positive, (1.0 - labels) * negative
 
 
 def _align_labels(labels: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from goloss._anchor_sum import AnchorSum, anchor_sum_reference
+from goloss._anchor_sum import AnchorSum, plain_anchor_sum
 
 
 @pytest.mark.parametrize("hinge", [False, True])
@@ -19,9 +19,11 @@ def test_anchor_sum_matches_the_plain_expression(hinge, seed, batch, labels, anc
     a = torch.linspace(0, 1, anchors + 2, dtype=torch.float64)[1:-1]
     upstream = torch.randn(batch, labels, **options)
     inputs = (x, w, b, lam)
-    ours = AnchorSum.apply(x, y, w, b, lam, a, hinge)[0]
-    expected = anchor_sum_reference(x, y, w, b, lam, a, hinge)
+    ours, _, *sums = AnchorSum.apply(x, y, w, b, lam, a, hinge)
+    expected, *expected_sums = plain_anchor_sum(x, y, w, b, lam, a, hinge)
     torch.testing.assert_close(ours, expected)
+    for got, want in zip(sums, expected_sums):  # the per-anchor sums of aux
+        torch.testing.assert_close(got, want)
     for got, want in zip(torch.autograd.grad(ours, inputs, upstream), torch.autograd.grad(expected, inputs, upstream)):
         torch.testing.assert_close(got, want)
     if not hinge:  # hinge has kinks where finite differences disagree with the subgradient

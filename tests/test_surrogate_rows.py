@@ -7,11 +7,11 @@ from torch.func import grad, jacfwd, vmap
 
 from goloss import _large_outputs
 from goloss._surrogate_rows import SurrogateRows
-from goloss._surrogate_sums import _parts
+from goloss._math import surrogate_values
 
 
 def plain(x, c, d, alpha, beta, gamma, mask, hinge):
-    positive, negative = _parts(x, hinge)
+    positive, negative = surrogate_values(x, hinge)
     positive, negative = c * positive, (1 - c if d is None else d) * negative
     constant = gamma if mask is None else gamma * mask
     return alpha * positive + beta * negative + constant, positive.sum(-2), negative.sum(-2)
@@ -75,7 +75,7 @@ def test_uniform_gradient_path_is_taken_and_exact():
     x = args[0].requires_grad_()
     rows = ours(*args, False)[0]
     g_alpha, g_x = torch.autograd.grad(rows.sum(), (alpha, x))
-    positive, _ = _parts(args[0], False)
+    positive, _ = surrogate_values(args[0], False)
     torch.testing.assert_close(g_alpha, (args[1] * positive).sum(0))
     expected = torch.autograd.grad(plain(*args, False)[0].sum(), x)[0]
     torch.testing.assert_close(g_x, expected)
