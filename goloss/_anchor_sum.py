@@ -148,7 +148,7 @@ class AnchorSum(torch.autograd.Function):
 
 
 def plain_anchor_sum(logits, labels, weights, biases, lambdas, anchors, hinge: bool):
-    """:class:`AnchorSum` as plain ops over ``[B, L, A]``: the reference, and the compiled path."""
+    """:class:`AnchorSum` as plain ops over ``[B, L, A]``: the reference, and the small and compiled path."""
     alpha, beta = anchor_weights(lambdas, anchors)
     positive, negative = surrogate_values(logits.unsqueeze(-1) + biases, hinge)
     on_positive = (weights * labels).unsqueeze(-1)
@@ -160,9 +160,9 @@ def plain_anchor_sum(logits, labels, weights, biases, lambdas, anchors, hinge: b
 
 
 def anchor_sum(logits, labels, weights, biases, lambdas, anchors, hinge: bool):
-    """``(g [B, L], sum_b w y L+ [L, A], sum_b w (1 - y) L- [L, A])``: the kernel, or under
-    ``torch.compile`` the plain ops (Dynamo cannot trace a custom ``jvp``)."""
-    if _dispatch.compiling():
+    """``(g [B, L], sum_b w y L+ [L, A], sum_b w (1 - y) L- [L, A])``: the kernel where
+    :func:`~goloss._dispatch.use_kernel` says so, the plain ops otherwise."""
+    if not _dispatch.use_kernel("anchor_sum", logits.numel() * anchors.numel(), hinge):
         return plain_anchor_sum(logits, labels, weights, biases, lambdas, anchors, hinge)
     weighted, _, positive_sums, negative_sums = _dispatch.apply(
         AnchorSum, logits, labels, weights, biases, lambdas, anchors, hinge

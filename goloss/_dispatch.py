@@ -8,9 +8,9 @@ Every branch of goloss on *how* to compute (never *what*) asks one of these:
   ...). A value cannot steer Python there, so value checks are skipped, and a transform may
   batch an input but not a fresh temporary, so nothing is written in place.
 - :func:`plain_eager`: neither: in-place updates of fresh temporaries are safe, value checks run.
-- :func:`use_kernel`: a custom autograd Function (a "kernel") rather than plain ops: in eager
-  mode and under transforms, for inputs of more than :data:`SMALL` elements (below that a few
-  plain ops cost less than a Function's node).
+- :func:`use_kernel`: a custom autograd Function (a "kernel") rather than plain ops + autograd:
+  not while compiling, and only where ``python -m benchmarks.functions`` measured it at least
+  1.3x faster (:data:`KERNELS`).
 
 Private API, each with a public fallback that ``tests/test_dispatch.py`` runs:
 
@@ -25,7 +25,8 @@ Private API, each with a public fallback that ``tests/test_dispatch.py`` runs:
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Optional
+from collections.abc import Callable
 
 import torch
 
@@ -69,10 +70,22 @@ def in_place_in_backward() -> bool:
     return plain_eager() and not torch.is_grad_enabled()
 
 
-def use_kernel(x: torch.Tensor) -> bool:
-    """Whether a custom autograd Function computes on ``x`` (not compiling, more than :data:`SMALL`
-    elements) rather than plain ops."""
-    return not compiling() and x.numel() > SMALL
+#: Per kernel: the fewest elements (``B * L``; ``B * L * A`` for the anchor sum) from which it
+#: runs, and whether its hinge form does too. Measured (``python -m benchmarks.functions``, one
+#: thread, plain ops time / kernel time): the surrogate sums 1.3-1.75x for cross-entropy from 2^17
+#: to 2^20 elements, 0.7-0.8x for hinge; the rows 1.2x at 2^17 and 1.55-1.75x at 2^20 for
+#: cross-entropy, 0.45-0.95x for hinge and 0.45-0.75x below 2^17; the anchor sum 1.15x at
+#: 2^16 (4096 x 20), 1.5-1.85x at 2^19.3 and 2.9-3.9x at 2^22.3, with 64-80x less memory kept
+#: for backward. The blocked ROC-AUC form always runs (1.5x at B = 1024, 7.8x at 4096; the
+#: pairwise form keeps B^2 pair values).
+KERNELS = {"sums": (1 << 17, False), "rows": (1 << 17, False), "anchor_sum": (1 << 17, True)}
+
+
+def use_kernel(kernel: str, elements: int, hinge: bool) -> bool:
+    """Whether ``kernel`` (a key of :data:`KERNELS`) computes ``elements`` elements of the
+    ``hinge`` or cross-entropy surrogate, rather than plain ops."""
+    fewest, hinge_too = KERNELS[kernel]
+    return not compiling() and elements >= fewest and (hinge_too or not hinge)
 
 
 def apply(function: Any, *args: Any) -> Any:

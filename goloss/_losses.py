@@ -14,11 +14,11 @@ AISTATS 2017 (arXiv:1608.04802); TensorFlow ``global_objectives``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Optional, Union
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
-from . import _dispatch
 from ._anchor_sum import anchor_sum
 from ._anchors import range_to_anchors_and_delta
 from ._math import (
@@ -204,10 +204,11 @@ def rate_loss(
         s_positive, s_negative = surrogate_sums(batch.x, batch.on_positives, batch.on_negatives, batch.hinge)
     objective = s_positive if lagrangian.objective_on_positives else s_negative
     violation = times(a, s_positive) + times(b, s_negative) + k * batch.active_rows
-    if reduction != "none":  # few graph nodes: the normalisation once, on the total
-        loss = torch.addcmul(objective, lam, violation).sum() / batch.norm
-    aux = _aux(batch, lam, p, (s_positive, s_negative), objective / batch.norm, violation / batch.norm, t,
-               lagrangian.constraint)
+    if batch.norm != 1.0:
+        objective, violation = objective / batch.norm, violation / batch.norm
+    if reduction != "none":
+        loss = torch.addcmul(objective, lam, violation).sum()
+    aux = _aux(batch, lam, p, (s_positive, s_negative), objective, violation, t, lagrangian.constraint)
     return batch.finish(loss, aux)
 
 

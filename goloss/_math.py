@@ -12,7 +12,8 @@ Python numbers alike where their docstring says so.
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple, Optional, Union
+from typing import NamedTuple, Optional, Union
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -186,7 +187,9 @@ def normalised_violation(violation: torch.Tensor, target: Number, constraint: st
 
 def strict_dual_step(lam: torch.Tensor, signal: Number, lr: Number, max_lambda: float = MAX_LAMBDA) -> torch.Tensor:
     """``clamp(lam + lr (1 + lam) signal, 0, max_lambda)``: additive near 0, relative for large ``lam``."""
-    return (lam + lr * (1.0 + lam) * signal).clamp(0.0, max_lambda)
+    if isinstance(lr, torch.Tensor):
+        return (lam + lr * (1.0 + lam) * signal).clamp(0.0, max_lambda)
+    return torch.addcmul(lam, 1.0 + lam, signal, value=lr).clamp_(0.0, max_lambda)
 
 
 def surrogate_dual_step(lam: torch.Tensor, grad: torch.Tensor, lr: Number) -> torch.Tensor:

@@ -67,6 +67,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from . import _dispatch
 from ._math import loss_if_positive
 from ._validation import SURROGATE_TYPES, check_choice, check_positive_int
 
@@ -455,7 +456,7 @@ def blocked_xent_roc_auc(
     if batch_size == 0:
         return x * 0.0
     # The Function works on [L, B], so that its batched matrix products need no copies.
-    function = _BlockedXentRocAucNoJvp if torch.compiler.is_compiling() else _BlockedXentRocAuc
+    function = _BlockedXentRocAucNoJvp if _dispatch.compiling() else _BlockedXentRocAuc
     loss = function.apply(x.transpose(0, 1), y.transpose(0, 1), w.transpose(0, 1), block_size)
     return loss.transpose(0, 1)
 

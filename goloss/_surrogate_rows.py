@@ -200,7 +200,7 @@ class SurrogateRows(torch.autograd.Function):
 
 
 def plain_surrogate_rows(x, on_positives, on_negatives, alpha, beta, gamma, mask, hinge: bool):
-    """``(rows, S+, S-)`` as plain ops: the reference, and the path under ``torch.compile``."""
+    """``(rows, S+, S-)`` as plain ops: the reference, and the small, hinge and compiled path."""
     positive, negative = surrogate_values(x, hinge)
     positive = on_positives * positive
     negative = (1.0 - on_positives if on_negatives is None else on_negatives) * negative
@@ -211,8 +211,9 @@ def plain_surrogate_rows(x, on_positives, on_negatives, alpha, beta, gamma, mask
 def surrogate_rows(x, on_positives, on_negatives, alpha, beta, gamma, mask, hinge: bool):
     """``(rows [B, L], S+ [L], S- [L])`` as above; ``alpha``, ``beta``, ``gamma`` are ``[L]``
     (or numbers), ``mask`` the ``[B, L]`` mask of rows of non-zero weight or None for all rows,
-    ``on_negatives`` None for ``1 - on_positives``. The plain ops under ``torch.compile``."""
-    if _dispatch.compiling():
+    ``on_negatives`` None for ``1 - on_positives``. The kernel where
+    :func:`~goloss._dispatch.use_kernel` says so, the plain ops otherwise."""
+    if not _dispatch.use_kernel("rows", x.numel(), hinge):
         return plain_surrogate_rows(x, on_positives, on_negatives, alpha, beta, gamma, mask, hinge)
     alpha, beta, gamma = (
         value if isinstance(value, torch.Tensor) else torch.tensor(float(value), dtype=x.dtype, device=x.device)

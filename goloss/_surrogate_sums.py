@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from . import _dispatch
-from ._math import logits_grad, surrogate_slopes, surrogate_values
+from ._math import logits_grad, loss_if_positive, surrogate_slopes, surrogate_values
 
 
 def batch_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -45,7 +45,11 @@ class SurrogateSums(torch.autograd.Function):
 
     @staticmethod
     def forward(x, on_positives, on_negatives, hinge):
-        return plain_surrogate_sums(x, on_positives, on_negatives, hinge)
+        if hinge:
+            return plain_surrogate_sums(x, on_positives, on_negatives, True)
+        # One [B, L] tensor: S- = sum d L+(x) + sum d x, as L-(x) = L+(x) + x for cross-entropy.
+        positive = loss_if_positive(x, False)
+        return batch_dot(on_positives, positive), batch_dot(on_negatives, positive) + batch_dot(on_negatives, x)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -90,6 +94,6 @@ def surrogate_sums(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(S+, S-)``, each ``x.shape[1:]``: the kernel where :func:`~goloss._dispatch.use_kernel`
     says so, the plain ops otherwise."""
-    if _dispatch.use_kernel(x):
+    if _dispatch.use_kernel("sums", x.numel(), hinge):
         return _dispatch.apply(SurrogateSums, x, on_positives, on_negatives, hinge)
     return plain_surrogate_sums(x, on_positives, on_negatives, hinge)

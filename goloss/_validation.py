@@ -15,6 +15,8 @@ from typing import Optional, Union
 
 import torch
 
+from . import _dispatch
+
 Scalar = Union[float, int]
 TensorLike = Union[torch.Tensor, float, int]
 
@@ -23,9 +25,6 @@ REDUCTIONS = ("none", "mean", "sum")
 
 
 _value_checks = {"enabled": True}
-#: Inputs up to this many elements are "small": per-call overhead, not passes over memory,
-#: dominates, so few ops beat few passes.
-SMALL = 1 << 16
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
@@ -40,11 +39,7 @@ def set_value_checks(enabled: bool) -> None:
 
 def value_checks_active() -> bool:
     """True in plain eager mode with value checks enabled."""
-    return (
-        _value_checks["enabled"]
-        and not torch.compiler.is_compiling()
-        and torch._C._functorch.maybe_current_level() is None
-    )
+    return _value_checks["enabled"] and _dispatch.plain_eager()
 
 
 def check_values(
@@ -113,12 +108,15 @@ def check_unit_interval(name: str, value: TensorLike) -> None:
 def as_tensor(value: TensorLike, like: torch.Tensor) -> torch.Tensor:
     """``value`` as a tensor with the dtype and device of ``like``."""
     if isinstance(value, torch.Tensor):
-        return value.to(dtype=like.dtype, device=like.device)
+        same = value.dtype == like.dtype and value.device == like.device
+        return value if same else value.to(dtype=like.dtype, device=like.device)
     return torch.tensor(value, dtype=like.dtype, device=like.device)
 
 
 def broadcast_to(name: str, value: torch.Tensor, shape: tuple[int, ...], expected: str) -> torch.Tensor:
     """Broadcast ``value`` to ``shape``, or raise ``ValueError`` naming ``name``."""
+    if value.shape == shape:
+        return value
     try:
         broadcast = torch.broadcast_shapes(tuple(value.shape), shape)
     except RuntimeError:
@@ -132,7 +130,7 @@ def _logits_and_labels_fine(logits: torch.Tensor, labels: torch.Tensor) -> bool:
     """Finite logits and labels in [0, 1], with one synchronisation. Small inputs: ``labels +
     0 * logits**2`` (NaN where a logit is not finite) within 0.5 of 0.5, in three small ops; large
     ones: two read-only ``aminmax`` passes."""
-    if logits.numel() <= SMALL:
+    if logits.numel() <= _dispatch.SMALL:
         probe = torch.addcmul(labels, logits, logits, value=0.0)
         return torch.linalg.vector_norm(probe.sub_(0.5), math.inf).item() <= 0.5  # NaN fails
     lowest, highest = torch.aminmax(logits)

@@ -32,7 +32,8 @@ does ascent on it (always on the surrogate gradient).
 from __future__ import annotations
 
 import warnings
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -155,9 +156,9 @@ class _ConstrainedLoss(nn.Module):
             self.register_buffer("weighted_label_counts", counts.weighted_label_counts)
             self.register_buffer("weight_sum", counts.weight_sum)
             self.label_priors = None
-        self._last_aux: dict = {}
-        self._unstepped_forwards = 0
-        self._warned: set = set()
+        # Plain Python state in one dict, mutated in place (no nn.Module.__setattr__ on the hot path):
+        # the latest aux, training forwards since the last dual step, warnings given.
+        self._state: dict[str, Any] = {"last_aux": {}, "unstepped": 0, "warned": set()}
 
     def _per_label(self, name: str, value: TensorLike) -> torch.Tensor:
         """A number or ``[L]`` value in [0, 1] as an ``[L]`` tensor (a target or fixed priors)."""
@@ -186,9 +187,11 @@ class _ConstrainedLoss(nn.Module):
     def _add_to_prior_counts(self, positives: torch.Tensor, total) -> torch.Tensor:
         """A training batch's label counts added to the streaming counts (summed over the ranks
         first), and the priors they give: the entry point's ``label_priors`` source."""
-        counts = torch.stack([positives, torch.as_tensor(total, dtype=positives.dtype).expand_as(positives)])
+        if distributed.is_active(self.process_group):
+            counts = torch.stack([positives, torch.as_tensor(total, dtype=positives.dtype).expand_as(positives)])
+            positives, total = self._all_reduce(counts)
         label_count, weight_sum, priors = _math.add_to_prior_counts(
-            self.weighted_label_counts, self.weight_sum, *self._all_reduce(counts).to(self.weight_sum.dtype))
+            self.weighted_label_counts, self.weight_sum, positives, total)
         self.weighted_label_counts.copy_(label_count)
         self.weight_sum.copy_(weight_sum)
         return priors
@@ -204,10 +207,12 @@ class _ConstrainedLoss(nn.Module):
         """The mean dual signal recorded since the last :meth:`dual_step` (0 if none), ``lambdas``' shape."""
         return self.violation_sum / self.violation_count.clamp_min(1.0)
 
-    def _strict_violation(self, counts: ThresholdCounts) -> torch.Tensor:
-        """The strict violation from threshold counts (summed over the ranks first), ``lambdas``' shape."""
-        counts = ThresholdCounts(*self._all_reduce(torch.stack(list(counts))))
-        violation = counts_rate_and_violation(counts, self._strict_target(counts[0].dtype), self._constraint)[1]
+    def _strict_violation(self, counts: ThresholdCounts, violation: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The strict violation from threshold counts (given as ``violation``, or formed from the
+        counts summed over the ranks under ``torch.distributed``), ``lambdas``' shape."""
+        if violation is None or distributed.is_active(self.process_group):
+            counts = ThresholdCounts(*self._all_reduce(torch.stack(list(counts))))
+            violation = counts_rate_and_violation(counts, self._strict_target(counts[0].dtype), self._constraint)[1]
         return violation.reshape(self.lambdas.shape)
 
     def _normalised(self, violation: torch.Tensor) -> torch.Tensor:
@@ -220,14 +225,15 @@ class _ConstrainedLoss(nn.Module):
         if self.dual_signal == "surrogate":
             signal = aux["violation"].detach()
         else:
-            signal = self._normalised(self._strict_violation(ThresholdCounts(*(aux[name] for name in ThresholdCounts._fields))))
+            counts = ThresholdCounts(*(aux[name] for name in ThresholdCounts._fields))
+            signal = self._normalised(self._strict_violation(counts, aux["strict_violation"]))
         self.violation_sum.add_(signal.reshape(self.violation_sum.shape))
         self.violation_count.add_(1.0)
         if self.auto_dual_step:
             self.dual_step()
         elif not _dispatch.compiling():
-            self._unstepped_forwards += 1
-            if self._unstepped_forwards == UNSTEPPED_FORWARDS_WARNING:
+            self._state["unstepped"] += 1
+            if self._state["unstepped"] == UNSTEPPED_FORWARDS_WARNING:
                 self._warn_once(
                     "dual_step",
                     f"{type(self).__name__}: {UNSTEPPED_FORWARDS_WARNING} training forwards without a "
@@ -236,8 +242,8 @@ class _ConstrainedLoss(nn.Module):
                 )
 
     def _warn_once(self, key: str, message: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
+        if key not in self._state["warned"]:
+            self._state["warned"].add(key)
             warnings.warn(message, UserWarning, stacklevel=4)
 
     def dual_step(
@@ -280,11 +286,10 @@ class _ConstrainedLoss(nn.Module):
             new = strict_dual_step(self.lambdas, self.pending_violation, lr)
         else:
             new = _math.surrogate_dual_step(self.lambdas, self._all_reduce(self.pending_violation, mean=True), lr)
-        with torch.no_grad():
-            self.lambdas.copy_(new)
-            self.violation_sum.zero_()
-            self.violation_count.zero_()
-        self._unstepped_forwards = 0
+        self.lambdas.copy_(new)
+        self.violation_sum.zero_()
+        self.violation_count.zero_()
+        self._state["unstepped"] = 0
 
     @torch.no_grad()
     def held_out_violation(
@@ -344,13 +349,13 @@ class _ConstrainedLoss(nn.Module):
         if record and self.dual_mode == "explicit":
             self._record(aux)
         if not transformed:
-            self._last_aux = {key: value.detach() for key, value in aux.items()}
+            self._state["last_aux"] = {key: value.detach() if value.requires_grad else value for key, value in aux.items()}
         return loss
 
     @property
     def last_aux(self) -> dict:
         """The ``aux`` of the latest call, detached (empty before the first call)."""
-        return self._last_aux
+        return self._state["last_aux"]
 
     @property
     def last_diagnostics(self) -> dict:
@@ -550,8 +555,7 @@ class PrecisionRecallAUCLoss(_ConstrainedLoss):
         self.biases = nn.Parameter(torch.zeros(num_labels, num_anchors))
         self.biases.register_post_accumulate_grad_hook(self._after_bias_grad)
         self.register_buffer("anchors", torch.tensor(anchors), persistent=False)
-        self._bias_version: Any = None
-        self._frozen_bias_steps = 0
+        self._state.update(bias_version=None, frozen_bias_steps=0)
 
     def _after_bias_grad(self, biases: torch.Tensor) -> None:
         """Average the biases' gradient over ranks (as DDP would); warn once if an optimizer
@@ -560,18 +564,18 @@ class PrecisionRecallAUCLoss(_ConstrainedLoss):
         grad = self._all_reduce(biases.grad, mean=True)
         if grad is not biases.grad:
             biases.grad.copy_(grad)
-        if "biases" in self._warned:
+        if "biases" in self._state["warned"]:
             return
         version: Any = _dispatch.version(biases)
         if version is None:
             if not value_checks_active():
                 return
             version = biases.detach().clone()
-        previous, self._bias_version = self._bias_version, version
+        previous, self._state["bias_version"] = self._state["bias_version"], version
         unchanged = previous is not None and (
             previous == version if isinstance(version, int) else torch.equal(previous, version))
-        self._frozen_bias_steps = self._frozen_bias_steps + 1 if unchanged else 0
-        if self._frozen_bias_steps == FROZEN_BIASES_WARNING:
+        self._state["frozen_bias_steps"] = self._state["frozen_bias_steps"] + 1 if unchanged else 0
+        if self._state["frozen_bias_steps"] == FROZEN_BIASES_WARNING:
             self._warn_once(
                 "biases",
                 f"PrecisionRecallAUCLoss: the per-anchor biases received gradients in {FROZEN_BIASES_WARNING} "
