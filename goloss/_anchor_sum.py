@@ -23,7 +23,14 @@ from __future__ import annotations
 import torch
 
 from . import _dispatch
-from ._math import RECALL_AT_PRECISION, loss_if_positive, row_weights, slope_if_negative, slope_if_positive, surrogate_values
+from ._math import (
+    RECALL_AT_PRECISION,
+    loss_if_positive,
+    row_weights,
+    slope_if_negative,
+    slope_if_positive,
+    surrogate_values,
+)
 
 
 def anchor_weights(lambdas: torch.Tensor, anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,7 +104,8 @@ class AnchorSum(torch.autograd.Function):
         shifted = logits.unsqueeze(-1) + biases
         positive, negative = surrogate_values(shifted, ctx.hinge)
         y = labels.unsqueeze(-1)
-        dz = y * slope_if_positive(shifted, ctx.hinge) * alpha + (1.0 - y) * slope_if_negative(shifted, ctx.hinge) * beta
+        dz = (y * slope_if_positive(shifted, ctx.hinge) * alpha
+              + (1.0 - y) * slope_if_negative(shifted, ctx.hinge) * beta)
         tangent = torch.zeros_like(unweighted)
         if logits_t is not None:
             tangent = tangent + logits_t * dz.sum(-1)

@@ -60,8 +60,15 @@ class Batch:
 
     ``num_labels`` is a module's ``L``: the label count is checked, and the module's own state
     (multipliers, targets, priors) is trusted (its values were checked when set) and the aux
-    keeps its ``L`` axis for ``[B]`` input.
+    keeps its ``L`` axis for ``[B]`` input. Without weights, ``active`` is 1, ``active_rows``
+    and ``weight_sum`` are the number ``B``, and the positives are formed on first use.
     """
+
+    active: Union[torch.Tensor, float]
+    active_rows: Union[torch.Tensor, float]
+    weight_sum: Union[torch.Tensor, float]
+    positives: Optional[torch.Tensor]
+    _on_negatives: Optional[torch.Tensor]
 
     def __init__(self, logits, labels, weights, surrogate_type, reduction, num_labels=None):
         self.scale = indicator_scale(surrogate_type)  # validates surrogate_type
@@ -88,6 +95,7 @@ class Batch:
         else:
             self.active, self.on_positives, self._on_negatives, self.positives = 1.0, self.y, None, None
             self.active_rows, self.weight_sum = rows, rows
+
 
     @property
     def on_negatives(self) -> torch.Tensor:
@@ -158,7 +166,7 @@ def _check_no_params(params: Params, name: str) -> None:
 def _aux(batch: Batch, lam, p, sums, objective, violation, target, constraint: str, biases=None) -> dict:
     """The aux of a constrained loss: multipliers (and biases), priors, the bounds from the
     per-label surrogate ``sums``, the Lagrangian's objective and violation, the strict terms."""
-    tp_lower, fp_upper = bounds_from_sums(batch.label_counts(), *sums, batch.scale)
+    tp_lower, fp_upper = bounds_from_sums(batch.label_counts(), sums[0], sums[1], batch.scale)
     return {
         "lambdas": lam,
         **({} if biases is None else {"biases": biases}),
@@ -203,7 +211,7 @@ def rate_loss(
     else:
         s_positive, s_negative = surrogate_sums(batch.x, batch.on_positives, batch.on_negatives, batch.hinge)
     objective = s_positive if lagrangian.objective_on_positives else s_negative
-    violation = times(a, s_positive) + times(b, s_negative) + k * batch.active_rows
+    violation = torch.as_tensor(times(a, s_positive) + times(b, s_negative) + k * batch.active_rows)
     if batch.norm != 1.0:
         objective, violation = objective / batch.norm, violation / batch.norm
     if reduction != "none":
@@ -256,8 +264,9 @@ def recall_at_precision_loss(
       (torch.Size([]), tensor(0.4000))
     """
     return rate_loss(
-        RECALL_AT_PRECISION, "recall_at_precision_loss", params, lambdas, logits, labels, target_precision, "target_precision", weights=weights,
-        label_priors=label_priors, surrogate_type=surrogate_type, reduction=reduction,
+        RECALL_AT_PRECISION, "recall_at_precision_loss", params, lambdas, logits, labels,
+        target_precision, "target_precision", weights=weights, label_priors=label_priors, surrogate_type=surrogate_type,
+        reduction=reduction,
     )
 
 
@@ -283,8 +292,9 @@ def precision_at_recall_loss(
     ``target_recall`` (number, ``[]`` or ``[L]``) as the target.
     """
     return rate_loss(
-        PRECISION_AT_RECALL, "precision_at_recall_loss", params, lambdas, logits, labels, target_recall, "target_recall", weights=weights,
-        label_priors=label_priors, surrogate_type=surrogate_type, reduction=reduction,
+        PRECISION_AT_RECALL, "precision_at_recall_loss", params, lambdas, logits, labels,
+        target_recall, "target_recall", weights=weights, label_priors=label_priors, surrogate_type=surrogate_type,
+        reduction=reduction,
     )
 
 
@@ -307,8 +317,9 @@ def false_positive_rate_at_true_positive_rate_loss(
     returns as in :func:`recall_at_precision_loss`.
     """
     return rate_loss(
-        PRECISION_AT_RECALL, "false_positive_rate_at_true_positive_rate_loss", params, lambdas, logits, labels, target_rate, "target_rate", weights=weights,
-        label_priors=label_priors, surrogate_type=surrogate_type, reduction=reduction,
+        PRECISION_AT_RECALL, "false_positive_rate_at_true_positive_rate_loss", params, lambdas, logits, labels,
+        target_rate, "target_rate", weights=weights, label_priors=label_priors, surrogate_type=surrogate_type,
+        reduction=reduction,
     )
 
 
@@ -334,8 +345,9 @@ def true_positive_rate_at_false_positive_rate_loss(
     ``target_rate`` (number, ``[]`` or ``[L]``) as the target.
     """
     return rate_loss(
-        TPR_AT_FPR, "true_positive_rate_at_false_positive_rate_loss", params, lambdas, logits, labels, target_rate, "target_rate", weights=weights,
-        label_priors=label_priors, surrogate_type=surrogate_type, reduction=reduction,
+        TPR_AT_FPR, "true_positive_rate_at_false_positive_rate_loss", params, lambdas, logits, labels,
+        target_rate, "target_rate", weights=weights, label_priors=label_priors, surrogate_type=surrogate_type,
+        reduction=reduction,
     )
 
 
@@ -415,7 +427,7 @@ def pr_auc_loss(
     weighted, positive_sums, negative_sums = anchor_sum(batch.x, batch.y, batch.w, biases, lam, anchors, batch.hinge)
     loss = (weighted + (lam * k).sum(-1) * batch.active) * normaliser
     scale = normaliser / batch.norm
-    rows = batch.active_rows.unsqueeze(-1) if batch.weighted else batch.active_rows
+    rows = batch.active_rows.unsqueeze(-1) if isinstance(batch.active_rows, torch.Tensor) else batch.active_rows
     objective = positive_sums.sum(-1) * scale
     violation = (a * positive_sums + b * negative_sums + k * rows) * scale
     # The bounds, as in the original, are those of the logits without the biases.
@@ -505,11 +517,11 @@ def init_loss_state(
         raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {name!r}")
     if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1:
         raise ValueError(f"num_labels must be a positive integer, got {num_labels!r}")
-    options = {"dtype": dtype, "device": device}
     if name == "roc_auc_loss":
         return {}, None
     if name == "precision_recall_auc_loss":
         range_to_anchors_and_delta((0.0, 1.0), num_anchors)  # validates num_anchors
         shape = (num_labels, num_anchors)
-        return {"biases": torch.zeros(shape, **options)}, torch.full(shape, float(lambdas_init), **options)
-    return {}, torch.full((num_labels,), float(lambdas_init), **options)
+        biases = torch.zeros(shape, dtype=dtype, device=device)
+        return {"biases": biases}, torch.full(shape, float(lambdas_init), dtype=dtype, device=device)
+    return {}, torch.full((num_labels,), float(lambdas_init), dtype=dtype, device=device)

@@ -62,14 +62,16 @@ def surrogate_slopes(x: torch.Tensor, hinge: bool) -> tuple[torch.Tensor, torch.
     return slope_if_positive(x, True) if hinge else negative - 1.0, negative
 
 
-def _plus_product(tensor: torch.Tensor, c: Number, a: Number, sign: float = 1.0) -> torch.Tensor:
+def _plus_product(tensor: torch.Tensor, c: torch.Tensor, a: Number, sign: float = 1.0) -> torch.Tensor:
     """``tensor + sign * c * a`` in place (``a`` a tensor or a number)."""
     if isinstance(a, torch.Tensor):
         return tensor.addcmul_(c, a, value=sign)
     return tensor.add_(c, alpha=sign * a)
 
 
-def logits_grad(x: torch.Tensor, c: Number, a: Number, d: Optional[Number], b: Number, hinge: bool) -> torch.Tensor:
+def logits_grad(
+    x: torch.Tensor, c: torch.Tensor, a: Number, d: Optional[torch.Tensor], b: Number, hinge: bool
+) -> torch.Tensor:
     """``a c dL+/dx + b d dL-/dx``: the gradient in ``x [B, L]`` of ``a S+ + b S-``; ``a``, ``b``
     broadcast to ``x`` (``[L]``, ``[]`` or numbers), ``d`` None means ``1 - c``.
 
@@ -130,7 +132,9 @@ def row_weights(lagrangian: RateLagrangian, lam: Number, a: Number, b: Number) -
     return (alpha + 1.0, beta) if keep else (alpha, beta + 1.0)
 
 
-def bounds_from_sums(positives: Number, s_positive: Number, s_negative: Number, scale: float) -> tuple[Number, Number]:
+def bounds_from_sums(
+    positives: torch.Tensor, s_positive: torch.Tensor, s_negative: torch.Tensor, scale: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(TP lower bound, FP upper bound) = (sum c - S+ / s, S- / s)`` from batch sums (any shapes)."""
     return positives - s_positive / scale, s_negative / scale
 
@@ -185,7 +189,9 @@ def normalised_violation(violation: torch.Tensor, target: Number, constraint: st
     return (violation / max(room, MIN_ALLOWED_ERROR)).clamp(-1.0, 1.0)
 
 
-def strict_dual_step(lam: torch.Tensor, signal: Number, lr: Number, max_lambda: float = MAX_LAMBDA) -> torch.Tensor:
+def strict_dual_step(
+    lam: torch.Tensor, signal: torch.Tensor, lr: Number, max_lambda: float = MAX_LAMBDA
+) -> torch.Tensor:
     """``clamp(lam + lr (1 + lam) signal, 0, max_lambda)``: additive near 0, relative for large ``lam``."""
     if isinstance(lr, torch.Tensor):
         return (lam + lr * (1.0 + lam) * signal).clamp(0.0, max_lambda)
@@ -205,19 +211,21 @@ POSITIVE_PSEUDOCOUNT = 1.0
 NEGATIVE_PSEUDOCOUNT = 1.0
 
 
-def label_prior(label_count: Number, weight_sum: Number) -> Number:
+def label_prior(label_count: torch.Tensor, weight_sum: Number) -> torch.Tensor:
     """The prior from streaming counts that include the pseudocounts: ``label_count / weight_sum``."""
     return label_count / weight_sum
 
 
-def add_to_prior_counts(label_count: Number, weight_sum: Number, positives: Number, total: Number):
+def add_to_prior_counts(
+    label_count: Number, weight_sum: Number, positives: torch.Tensor, total: Number
+) -> tuple[torch.Tensor, Number, torch.Tensor]:
     """The streaming counts after a batch (``positives = sum w y``, ``total = sum w``), added
     *before* use as in the original, and the prior they give: ``(count, weight_sum, prior)``."""
     label_count, weight_sum = label_count + positives, weight_sum + total
     return label_count, weight_sum, label_prior(label_count, weight_sum)
 
 
-def batch_label_prior(positives: Number, total: Number) -> Number:
+def batch_label_prior(positives: torch.Tensor, total: Number) -> torch.Tensor:
     """The one-batch estimate: fresh counts after this batch, ``(P + sum w y) / (P + N + sum w)``."""
     fresh = POSITIVE_PSEUDOCOUNT, POSITIVE_PSEUDOCOUNT + NEGATIVE_PSEUDOCOUNT
     return add_to_prior_counts(*fresh, positives, total)[2]

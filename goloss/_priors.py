@@ -71,10 +71,11 @@ def update_label_prior_counts(
     dtype = counts.weight_sum.dtype
     labels = labels.to(dtype) if isinstance(labels, torch.Tensor) else labels
     _, labels, weights = as_batch_by_label(labels, labels, weights)
+    assert weights is not None  # ones for None
     if labels.shape[1] != counts.weight_sum.shape[0]:
         raise ValueError(
             f"labels must have {counts.weight_sum.shape[0]} label(s), the length of counts, "
             f"got {labels.shape[1]}"
         )
-    *new, priors = add_to_prior_counts(*counts, (weights * labels).sum(0), weights.sum(0))
-    return LabelPriorCounts(*new), priors
+    label_count, weight_sum, priors = add_to_prior_counts(*counts, (weights * labels).sum(0), weights.sum(0))
+    return LabelPriorCounts(label_count, torch.as_tensor(weight_sum)), priors

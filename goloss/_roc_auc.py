@@ -312,7 +312,7 @@ def _blocked_xent_backward(grad_out, x, y, w, block_size, need_x, need_w):
         right = torch.stack([w_columns, h * w_columns], -1)  # [L, columns, 2]
         left = torch.stack([w_rows, g_rows * w_rows], -1)  # [L, rows, 2]
 
-        def contract(matrix):
+        def contract(matrix, right=right, left=left, g_rows=g_rows, h=h):
             """``(g_j (M w)_j + (M (h w))_j, (M^T (g w))_i + h_i (M^T w)_i)``."""
             row_part = _matvec(matrix, right)  # [L, rows, 2]
             column_part = _vecmat(left, matrix)  # [L, columns, 2]

@@ -17,7 +17,7 @@ FPR without negatives is reported as 0 with violation 0: the batch says nothing 
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Union
 
 import torch
 
@@ -44,7 +44,7 @@ class ThresholdCounts(NamedTuple):
 
 
 def counts_from_batch(
-    x: torch.Tensor, on_positives, weights, positives: torch.Tensor, weight_sum: torch.Tensor,
+    x: torch.Tensor, on_positives, weights, positives: torch.Tensor, weight_sum: Union[torch.Tensor, float],
     biases: Optional[torch.Tensor] = None,
 ) -> ThresholdCounts:
     """Counts of validated ``[B, L]`` inputs (``on_positives = w * y``; ``weights`` None means 1).
@@ -107,6 +107,7 @@ def threshold_counts(
       [[1.0], [1.0], [2.0], [1.0]]
     """
     x, y, w = as_batch_by_label(logits, labels, weights)
+    assert w is not None  # ones for None
     with torch.no_grad():
         on_positives = w * y
         if biases is not None:

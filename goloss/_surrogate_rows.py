@@ -90,7 +90,8 @@ class SurrogateRows(torch.autograd.Function):
         else:  # alpha P, + gamma, + beta N: passes that vectorise (an addcmul with two broadcast operands does not)
             rows = positive * alpha
             constant = gamma if mask is None else gamma * mask
-            fits = eager and rows.shape == torch.broadcast_shapes(rows.shape, constant.shape, beta.shape, negative.shape)
+            shape = torch.broadcast_shapes(rows.shape, constant.shape, beta.shape, negative.shape)
+            fits = eager and rows.shape == shape
             rows = rows.add_(constant).addcmul_(beta, negative) if fits else rows + constant + beta * negative
         return rows, _batch_sum(positive), _batch_sum(negative), positive, negative
 

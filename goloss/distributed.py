@@ -76,6 +76,7 @@ def roc_auc_loss_across_ranks(
     check_choice("surrogate_type", surrogate_type, SURROGATE_TYPES)
     check_choice("reduction", reduction, REDUCTIONS)
     x, y, w = as_batch_by_label(logits, labels, weights)
+    assert w is not None  # ones for None
     gathered = [torch.cat(all_gather(t.contiguous(), group=group)) for t in (x, y, w)]
     for tensor in gathered:
         if tensor.requires_grad:

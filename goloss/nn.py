@@ -32,7 +32,7 @@ does ascent on it (always on the surrogate gradient).
 from __future__ import annotations
 
 import warnings
-from typing import Any, Optional
+from typing import Any, Optional, cast
 from collections.abc import Sequence
 
 import torch
@@ -42,7 +42,13 @@ from . import _dispatch, _losses, _math, distributed
 from ._dual import reverse_gradient, strict_dual_step
 from ._math import RateLagrangian
 from ._priors import init_label_prior_counts
-from ._strict import ThresholdCounts, counts_from_batch, counts_rate_and_violation, normalised_violation, rates_at_threshold
+from ._strict import (
+    ThresholdCounts,
+    counts_from_batch,
+    counts_rate_and_violation,
+    normalised_violation,
+    rates_at_threshold,
+)
 from ._validation import (
     REDUCTIONS,
     TensorLike,
@@ -114,6 +120,10 @@ class _ConstrainedLoss(nn.Module):
     _target_name = "target"
     lambdas: torch.Tensor
     label_priors: Optional[torch.Tensor]
+    weighted_label_counts: torch.Tensor
+    weight_sum: torch.Tensor
+    violation_sum: torch.Tensor
+    violation_count: torch.Tensor
 
     def __init__(
         self, num_labels: int, lambdas_shape: tuple[int, ...], *, surrogate_type: str, reduction: str,
@@ -181,7 +191,7 @@ class _ConstrainedLoss(nn.Module):
         """The priors the next eval-mode call uses: fixed, or the streaming estimate ``[L]``."""
         if self.label_priors is not None:
             return self.label_priors
-        return _math.label_prior(self.weighted_label_counts, self.weight_sum)
+        return cast(torch.Tensor, _math.label_prior(self.weighted_label_counts, self.weight_sum))
 
     @torch.no_grad()
     def _add_to_prior_counts(self, positives: torch.Tensor, total) -> torch.Tensor:
@@ -193,8 +203,8 @@ class _ConstrainedLoss(nn.Module):
         label_count, weight_sum, priors = _math.add_to_prior_counts(
             self.weighted_label_counts, self.weight_sum, positives, total)
         self.weighted_label_counts.copy_(label_count)
-        self.weight_sum.copy_(weight_sum)
-        return priors
+        self.weight_sum.copy_(torch.as_tensor(weight_sum))
+        return cast(torch.Tensor, priors)
 
     def _multipliers(self) -> torch.Tensor:
         if self.dual_mode == "reverse_gradient":
@@ -349,7 +359,7 @@ class _ConstrainedLoss(nn.Module):
         if record and self.dual_mode == "explicit":
             self._record(aux)
         if not transformed:
-            self._state["last_aux"] = {key: value.detach() if value.requires_grad else value for key, value in aux.items()}
+            self._state["last_aux"] = {key: value.detach() for key, value in aux.items()}
         return loss
 
     @property
@@ -364,11 +374,13 @@ class _ConstrainedLoss(nn.Module):
         if not aux:
             return {}
         weighted = aux["lambdas"] * aux["violation"]
+        if weighted.dim() > aux["objective"].dim():  # PR-AUC: summed over the anchors
+            weighted = weighted.sum(-1)
         precision, recall, fpr = rates_at_threshold(ThresholdCounts(*(aux[name] for name in ThresholdCounts._fields)))
         keys = ("objective", "violation", "strict_violation", "lambdas", "label_priors",
                 "true_positives_lower_bound", "false_positives_upper_bound")
         return {
-            "lagrangian": aux["objective"] + (weighted.sum(-1) if weighted.dim() > aux["objective"].dim() else weighted),
+            "lagrangian": aux["objective"] + weighted,
             **{key: aux[key] for key in keys},
             "precision": precision,
             "recall": recall,
@@ -561,6 +573,7 @@ class PrecisionRecallAUCLoss(_ConstrainedLoss):
         """Average the biases' gradient over ranks (as DDP would); warn once if an optimizer
         never changes them (their in-place version counter, no value read; without one, their
         values while value checks are on)."""
+        assert biases.grad is not None  # a post-accumulate-grad hook
         grad = self._all_reduce(biases.grad, mean=True)
         if grad is not biases.grad:
             biases.grad.copy_(grad)

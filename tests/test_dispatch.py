@@ -1,0 +1,175 @@
+"""The one place that decides the code path (goloss/_dispatch.py): its answers, the public
+fallbacks of its private torch API, the kernel table, and the values a module step reads back."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+import goloss
+from goloss import _dispatch
+from goloss._validation import value_checks_active
+
+RATE_MODULES = [
+    lambda: goloss.RecallAtPrecisionLoss(0.8),
+    lambda: goloss.PrecisionAtRecallLoss(0.8, dual_signal="surrogate"),
+    lambda: goloss.TPRAtFPRLoss(0.1, auto_dual_step=True),
+]
+
+
+def batch(rows, seed=0, dtype=torch.float64):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, generator=generator, dtype=dtype)
+    y = (torch.rand(rows, generator=generator) < 0.3).to(dtype)
+    return x, y
+
+
+def test_modes_in_eager_under_transforms_and_compiling():
+    assert _dispatch.plain_eager() and not _dispatch.under_transform() and not _dispatch.compiling()
+    seen = []
+
+    def probe(x):
+        seen.append((_dispatch.plain_eager(), _dispatch.under_transform(), value_checks_active()))
+        return x.sum()
+
+    torch.func.vmap(probe)(torch.ones(2, 3))
+    torch.func.grad(probe)(torch.ones(3))
+    assert seen == [(False, True, False)] * 2
+
+    @torch.compile(fullgraph=True, backend="eager")
+    def compiled(x):
+        return x + float(_dispatch.compiling()) + float(_dispatch.under_transform())
+
+    assert compiled(torch.zeros(1)).item() == 1.0  # compiling, and not "under a transform"
+
+
+def test_kernel_table():
+    fewest, _ = _dispatch.KERNELS["sums"]
+    assert not _dispatch.use_kernel("sums", fewest - 1, False)
+    assert _dispatch.use_kernel("sums", fewest, False)
+    assert not _dispatch.use_kernel("sums", fewest, True)  # hinge: slower than plain ops
+    assert not _dispatch.use_kernel("rows", 1 << 20, True)
+    assert _dispatch.use_kernel("anchor_sum", 1 << 20, True)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("surrogate_type", ["xent", "hinge"])
+def test_kernel_and_plain_paths_agree_across_the_threshold(monkeypatch, reduction, surrogate_type):
+    """One batch just large enough for the kernels, computed with the table as it is and with
+    every kernel off: same loss, aux and gradient."""
+    x, y = batch(_dispatch.KERNELS["rows"][0], seed=3)
+    lam = torch.tensor([0.7], dtype=torch.float64)
+
+    def run():
+        logits = x.clone().requires_grad_()
+        loss, aux = goloss.recall_at_precision_loss(None, lam, logits, y, target_precision=0.7,
+                                                    surrogate_type=surrogate_type, reduction=reduction)
+        loss.sum().backward()
+        return loss.detach(), aux, logits.grad
+
+    kernel = run()
+    monkeypatch.setitem(_dispatch.KERNELS, "sums", (1 << 40, True))
+    monkeypatch.setitem(_dispatch.KERNELS, "rows", (1 << 40, True))
+    plain = run()
+    torch.testing.assert_close(kernel[0], plain[0])
+    torch.testing.assert_close(kernel[2], plain[2])
+    for key in kernel[1]:
+        torch.testing.assert_close(kernel[1][key], plain[1][key], msg=key)
+
+
+def test_without_the_transform_probe_nothing_is_written_in_place_and_results_agree(monkeypatch):
+    """Fallback of ``torch._C._functorch.maybe_current_level``: assume a transform may be active."""
+    x, y = batch(1 << 18, seed=1)
+    logits = x.clone().requires_grad_()
+    expected, _ = goloss.recall_at_precision_loss(None, 1.0, logits, y, target_precision=0.9, reduction="none")
+    expected_grad, = torch.autograd.grad(expected.sum(), logits)
+    monkeypatch.setattr(_dispatch, "_current_level", None)
+    assert _dispatch.under_transform() and not _dispatch.plain_eager() and not value_checks_active()
+    loss, _ = goloss.recall_at_precision_loss(None, 1.0, logits, y, target_precision=0.9, reduction="none")
+    grad, = torch.autograd.grad(loss.sum(), logits)
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(grad, expected_grad)
+    swept = torch.func.vmap(lambda t: goloss.recall_at_precision_loss(None, 1.0, x[:64], y[:64],
+                                                                      target_precision=t)[0].sum())
+    torch.testing.assert_close(swept(torch.tensor([0.5, 0.9], dtype=torch.float64))[1],
+                               goloss.recall_at_precision_loss(None, 1.0, x[:64], y[:64], target_precision=0.9)[0].sum())
+
+
+def test_without_the_fast_apply_the_kernels_use_function_apply(monkeypatch):
+    """Fallback of ``Function.apply``'s C entry point: ``Function.apply``."""
+    x, y = batch(1 << 18, seed=2)
+    logits = x.clone().requires_grad_()
+    expected = goloss.precision_at_recall_loss(None, 2.0, logits, y, target_recall=0.6, reduction="mean")[0]
+    expected_grad, = torch.autograd.grad(expected, logits)
+    monkeypatch.setattr(_dispatch, "_c_apply", None)
+    loss = goloss.precision_at_recall_loss(None, 2.0, logits, y, target_recall=0.6, reduction="mean")[0]
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(torch.autograd.grad(loss, logits)[0], expected_grad)
+
+
+@pytest.mark.parametrize("version", ["counter", "fallback"])
+def test_frozen_biases_warn_with_the_version_counter_and_with_its_fallback(monkeypatch, version):
+    """Fallback of ``Tensor._version``: the biases' values, compared while value checks are on."""
+    if version == "fallback":
+        monkeypatch.setattr(_dispatch, "version", lambda tensor: None)
+    criterion = goloss.PrecisionRecallAUCLoss(num_anchors=3).double()
+    x, y = batch(32, seed=4)
+    with pytest.warns(UserWarning, match="never changed"):
+        for _ in range(12):
+            criterion(x.clone().requires_grad_(), y).backward()
+            criterion.dual_step()
+    moving = goloss.PrecisionRecallAUCLoss(num_anchors=3).double()
+    optimizer = torch.optim.SGD(moving.parameters(), lr=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an optimizer that moves the biases: no warning
+        for _ in range(12):
+            optimizer.zero_grad()
+            moving(x.clone().requires_grad_(), y).backward()
+            optimizer.step()
+            moving.dual_step()
+
+
+class ReadCounter:
+    """Counts the values read back from tensors to Python (each a device synchronisation on a GPU)."""
+
+    NAMES = ("item", "tolist", "__bool__", "__float__", "__int__")
+
+    def __init__(self, monkeypatch):
+        self.count = 0
+        for name in self.NAMES:
+            original = getattr(torch.Tensor, name)
+            monkeypatch.setattr(torch.Tensor, name, self._counting(original))
+        monkeypatch.setattr(torch, "equal", self._counting(torch.equal))
+
+    def _counting(self, function):
+        def counted(*args, **kwargs):
+            self.count += 1
+            return function(*args, **kwargs)
+
+        return counted
+
+
+@pytest.mark.parametrize("rows", [64, 1 << 18])
+@pytest.mark.parametrize("checks", [True, False])
+@pytest.mark.parametrize("make", [*RATE_MODULES, lambda: goloss.PrecisionRecallAUCLoss(num_anchors=4)],
+                         ids=["R@P", "P@R surrogate", "TPR@FPR auto", "PR-AUC"])
+def test_a_module_step_reads_at_most_one_value_and_none_without_checks(monkeypatch, make, checks, rows):
+    criterion = make().double()
+    x, y = batch(rows, seed=5)
+    optimizer = torch.optim.SGD(criterion.parameters(), lr=0.01) if list(criterion.parameters()) else None
+    goloss.set_value_checks(checks)
+    try:
+        for step in range(3):
+            if step == 2:
+                counter = ReadCounter(monkeypatch)
+            logits = x.clone().requires_grad_()
+            criterion(logits, y).backward()
+            if optimizer is not None:
+                optimizer.step()
+            if not criterion.auto_dual_step:
+                criterion.dual_step()
+    finally:
+        goloss.set_value_checks(True)
+    assert counter.count == (1 if checks else 0)
