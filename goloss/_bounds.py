@@ -63,11 +63,7 @@ def _bounds(
 
 
 def true_positives_lower_bound(
-    logits: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    weights: TensorLike = 1.0,
-    surrogate_type: str = "xent",
+    logits: torch.Tensor, labels: torch.Tensor, *, weights: TensorLike = 1.0, surrogate_type: str = "xent"
 ) -> torch.Tensor:
     """Lower bound on the weighted number of true positives at threshold 0.
 
@@ -84,11 +80,7 @@ def true_positives_lower_bound(
 
 
 def false_positives_upper_bound(
-    logits: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    weights: TensorLike = 1.0,
-    surrogate_type: str = "xent",
+    logits: torch.Tensor, labels: torch.Tensor, *, weights: TensorLike = 1.0, surrogate_type: str = "xent"
 ) -> torch.Tensor:
     """Upper bound on the weighted number of false positives at threshold 0.
 

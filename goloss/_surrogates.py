@@ -102,34 +102,23 @@ def weighted_surrogate_loss(
 
 
 def weighted_sigmoid_cross_entropy_with_logits(
-    logits: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    positive_weights: TensorLike = 1.0,
+    logits: torch.Tensor, labels: torch.Tensor, *, positive_weights: TensorLike = 1.0,
     negative_weights: TensorLike = 1.0,
 ) -> torch.Tensor:
-    """Weighted sigmoid cross-entropy; :func:`weighted_surrogate_loss` with ``"xent"``.
+    """Weighted sigmoid cross-entropy, ``c z softplus(-x) + d (1 - z) softplus(x)``.
 
-    Shapes as in :func:`weighted_surrogate_loss`; returns the shape of ``logits``.
+    :func:`weighted_surrogate_loss` with ``"xent"``: ``c`` the ``positive_weights``, ``d`` the
+    ``negative_weights``; shapes as there, returns the shape of ``logits``.
     """
-    return weighted_surrogate_loss(
-        logits, labels, surrogate_type="xent",
-        positive_weights=positive_weights, negative_weights=negative_weights,
-    )
+    weights = {"positive_weights": positive_weights, "negative_weights": negative_weights}
+    return weighted_surrogate_loss(logits, labels, surrogate_type="xent", **weights)
 
 
 def weighted_hinge_loss(
-    logits: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    positive_weights: TensorLike = 1.0,
+    logits: torch.Tensor, labels: torch.Tensor, *, positive_weights: TensorLike = 1.0,
     negative_weights: TensorLike = 1.0,
 ) -> torch.Tensor:
-    """Weighted hinge loss; :func:`weighted_surrogate_loss` with ``"hinge"``.
-
-    Shapes as in :func:`weighted_surrogate_loss`; returns the shape of ``logits``.
-    """
-    return weighted_surrogate_loss(
-        logits, labels, surrogate_type="hinge",
-        positive_weights=positive_weights, negative_weights=negative_weights,
-    )
+    """Weighted hinge loss, ``c z max(0, 1 - x) + d (1 - z) max(0, 1 + x)``: :func:`weighted_surrogate_loss`
+    with ``"hinge"`` (``c``, ``d`` the positive and negative weights; its shapes)."""
+    weights = {"positive_weights": positive_weights, "negative_weights": negative_weights}
+    return weighted_surrogate_loss(logits, labels, surrogate_type="hinge", **weights)
