@@ -212,10 +212,11 @@ def rate_loss(
         s_positive, s_negative = surrogate_sums(batch.x, batch.on_positives, batch.on_negatives, batch.hinge)
     objective = s_positive if lagrangian.objective_on_positives else s_negative
     violation = torch.as_tensor(times(a, s_positive) + times(b, s_negative) + k * batch.active_rows)
+    if reduction != "none":  # few graph nodes on the loss's path: the normalisation once, on the total
+        loss = torch.addcmul(objective, lam, violation).sum()
+        loss = loss / batch.norm if batch.norm != 1.0 else loss
     if batch.norm != 1.0:
         objective, violation = objective / batch.norm, violation / batch.norm
-    if reduction != "none":
-        loss = torch.addcmul(objective, lam, violation).sum()
     aux = _aux(batch, lam, p, (s_positive, s_negative), objective, violation, t, lagrangian.constraint)
     return batch.finish(loss, aux)
 

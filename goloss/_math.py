@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _dispatch
+from ._validation import SURROGATE_TYPES, check_choice
 
 Number = Union[torch.Tensor, float]
 
@@ -28,8 +29,7 @@ Number = Union[torch.Tensor, float]
 def indicator_scale(surrogate_type: str) -> float:
     """``s``: the surrogate's value at the threshold, ``log 2`` (``"xent"``) or 1 (``"hinge"``);
     ``L+ / s >= [x <= 0]`` and ``L- / s >= [x >= 0]``."""
-    if surrogate_type not in ("xent", "hinge"):
-        raise ValueError(f"surrogate_type must be one of ('xent', 'hinge'), got {surrogate_type!r}")
+    check_choice("surrogate_type", surrogate_type, SURROGATE_TYPES)
     return math.log(2.0) if surrogate_type == "xent" else 1.0
 
 

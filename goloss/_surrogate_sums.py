@@ -47,9 +47,12 @@ class SurrogateSums(torch.autograd.Function):
     def forward(x, on_positives, on_negatives, hinge):
         if hinge:
             return plain_surrogate_sums(x, on_positives, on_negatives, True)
-        # One [B, L] tensor: S- = sum d L+(x) + sum d x, as L-(x) = L+(x) + x for cross-entropy.
+        # One [B, L] tensor: L-(x) = L+(x) + x for cross-entropy, formed in place once S+ is summed
+        # (under a transform out of place: it may batch x but not the fresh tensor).
         positive = loss_if_positive(x, False)
-        return batch_dot(on_positives, positive), batch_dot(on_negatives, positive) + batch_dot(on_negatives, x)
+        positive_sum = batch_dot(on_positives, positive)
+        negative = positive.add_(x) if _dispatch.plain_eager() else positive + x
+        return positive_sum, batch_dot(on_negatives, negative)
 
     @staticmethod
     def setup_context(ctx, inputs, output):

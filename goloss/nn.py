@@ -359,7 +359,8 @@ class _ConstrainedLoss(nn.Module):
         if record and self.dual_mode == "explicit":
             self._record(aux)
         if not transformed:
-            self._state["last_aux"] = {key: value.detach() for key, value in aux.items()}
+            self._state["last_aux"] = {key: value.detach() if value.requires_grad else value
+                                       for key, value in aux.items()}
         return loss
 
     @property

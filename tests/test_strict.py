@@ -230,3 +230,14 @@ def test_strict_dual_step_is_additive_near_zero_and_relative_when_large():
     lambdas = torch.tensor([0.0, 0.0, 10.0, 10.0])
     signal = torch.tensor([1.0, -1.0, 1.0, -1.0])
     torch.testing.assert_close(goloss.strict_dual_step(lambdas, signal, 0.1), torch.tensor([0.1, 0.0, 11.1, 8.9]))
+
+
+def test_the_strict_step_is_capped_at_1000_in_the_function_and_in_the_module():
+    """The documented cap: a multiplier never exceeds ``max_lambda`` (1000 by default), whichever path steps it."""
+    stepped = goloss.strict_dual_step(torch.tensor([999.0, 5.0]), torch.tensor([1.0, 1.0]), 0.5)
+    torch.testing.assert_close(stepped, torch.tensor([1000.0, 8.0]))  # 999 + 0.5 * 1000 capped; 5 + 0.5 * 6
+    criterion = goloss.RecallAtPrecisionLoss(0.95, lambdas_init=999.0)
+    logits, labels = torch.tensor([2.0, 1.0, -1.0, -2.0]), torch.tensor([1.0, 0.0, 1.0, 0.0])
+    criterion(logits.requires_grad_(), labels)  # precision 0.5 at logit 0: the signal is +1
+    criterion.dual_step(lr=0.5)
+    assert criterion.lambdas.tolist() == [1000.0]
