@@ -25,6 +25,8 @@ import torch
 from . import _dispatch
 from ._math import (
     RECALL_AT_PRECISION,
+    above_threshold,
+    loss_if_negative,
     loss_if_positive,
     row_weights,
     slope_if_negative,
@@ -60,8 +62,8 @@ def _shifted_sums(on_rows, logits, biases):
 
 
 class AnchorSum(torch.autograd.Function):
-    """``(g [B, L], sum_b w y L+ [L, A], sum_b w (1 - y) L- [L, A])``; differentiable in x, w, b
-    and lambdas (the sums carry no gradient)."""
+    """``(g [B, L], g / w, sum_b w y L+ [L, A], sum_b w (1 - y) L- [L, A], TP [L, A], FP [L, A])``;
+    differentiable in x, w, b and lambdas (the outputs after ``g`` carry no gradient)."""
 
     generate_vmap_rule = True
 
@@ -72,22 +74,27 @@ class AnchorSum(torch.autograd.Function):
         on_positive_rows = weights * labels
         on_negative_rows = weights - on_positive_rows
         rows = torch.stack([on_positive_rows.t(), on_negative_rows.t()], 1)  # [L, 2, B]
-        positive = loss_if_positive(shifted, hinge)
         if hinge:
+            positive = loss_if_positive(shifted, True)
             on_positives = _anchor_sums(positive, alpha.unsqueeze(-1))[..., 0]
             positive_sums = _batch_sums(rows[:, :1], positive)[:, 0]
             del positive
-            negative = surrogate_values(shifted, True)[1]
+            negative = loss_if_negative(shifted, True)
             on_negatives = _anchor_sums(negative, beta.unsqueeze(-1))[..., 0]
             negative_sums = _batch_sums(rows[:, 1:], negative)[:, 0]
-        else:
-            sums = _anchor_sums(positive, torch.stack([alpha, beta], -1))
-            batch = _batch_sums(rows, positive)  # [L, 2, A]
+            del negative
+        else:  # -L+ in one pass; the signs are flipped on the [B, L, 2] and [L, 2, A] sums
+            signed = loss_if_positive(shifted, False, negated=True)
+            sums = _anchor_sums(signed, torch.stack([alpha, beta], -1)).neg_()
+            batch = _batch_sums(rows, signed).neg_()  # [L, 2, A]
+            del signed
             on_positives, positive_sums = sums[..., 0], batch[:, 0]
             on_negatives = sums[..., 1] + logits * beta.sum(-1) + (beta * biases).sum(-1)
             negative_sums = batch[:, 1] + _shifted_sums(on_negative_rows, logits, biases)
+        # The counts at each anchor's threshold, on the same [L, B, A] tensor (a fresh one).
+        counts = _batch_sums(rows, above_threshold(shifted, in_place=True))  # [L, 2, A]: TP, FP
         unweighted = labels * on_positives + (1.0 - labels) * on_negatives
-        return weights * unweighted, unweighted, positive_sums, negative_sums
+        return weights * unweighted, unweighted, positive_sums, negative_sums, counts[:, 0], counts[:, 1]
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -118,7 +125,7 @@ class AnchorSum(torch.autograd.Function):
         tangent = weights * tangent
         if weights_t is not None:
             tangent = tangent + weights_t * unweighted
-        return tangent, None, None, None
+        return tangent, None, None, None, None, None
 
     @staticmethod
     def backward(ctx, grad_output, *_):
@@ -138,9 +145,10 @@ class AnchorSum(torch.autograd.Function):
             del slope
             grad_logits = labels * slope_sum_positive + (1.0 - labels) * slope_sum_negative
             grad_biases = alpha * batch_positive + beta * batch_negative
-            positive, negative = surrogate_values(shifted, True)
-            grad_alpha = _batch_sums(rows[:, :1], positive)[:, 0]
-            grad_beta = _batch_sums(rows[:, 1:], negative)[:, 0]
+            if ctx.needs_input_grad[4]:
+                positive, negative = surrogate_values(shifted, True)
+                grad_alpha = _batch_sums(rows[:, :1], positive)[:, 0]
+                grad_beta = _batch_sums(rows[:, 1:], negative)[:, 0]
         else:
             slope = slope_if_negative(shifted, False)  # dL-/dz; dL+/dz = slope - 1
             anchor = _anchor_sums(slope, torch.stack([alpha, beta], -1))  # [B, L, 2]
@@ -148,31 +156,36 @@ class AnchorSum(torch.autograd.Function):
             del slope
             grad_logits = labels * (anchor[..., 0] - alpha.sum(-1)) + (1.0 - labels) * anchor[..., 1]
             grad_biases = alpha * (batch[:, 0] - on_positives.sum(0).unsqueeze(-1)) + beta * batch[:, 1]
-            positive = _batch_sums(rows, loss_if_positive(shifted, False))  # [L, 2, A]
-            grad_alpha = positive[:, 0]
-            grad_beta = positive[:, 1] + _shifted_sums(on_negatives, logits, biases)
-        grad_lambdas = (1.0 - anchors) * grad_alpha + anchors * grad_beta
-        return scaled * grad_logits, None, grad_output * unweighted, grad_biases, grad_lambdas, None, None
+            if ctx.needs_input_grad[4]:
+                positive = _batch_sums(rows, loss_if_positive(shifted, False, negated=True)).neg_()  # [L, 2, A]
+                grad_alpha = positive[:, 0]
+                grad_beta = positive[:, 1] + _shifted_sums(on_negatives, logits, biases)
+        # The multipliers' gradient (one more pass over [L, B, A]) only when they need one.
+        grad_lambdas = (1.0 - anchors) * grad_alpha + anchors * grad_beta if ctx.needs_input_grad[4] else None
+        grad_weights = grad_output * unweighted if ctx.needs_input_grad[2] else None
+        return scaled * grad_logits, None, grad_weights, grad_biases, grad_lambdas, None, None
 
 
 def plain_anchor_sum(logits, labels, weights, biases, lambdas, anchors, hinge: bool):
     """:class:`AnchorSum` as plain ops over ``[B, L, A]``: the reference, and the small and compiled path."""
     alpha, beta = anchor_weights(lambdas, anchors)
-    positive, negative = surrogate_values(logits.unsqueeze(-1) + biases, hinge)
+    shifted = logits.unsqueeze(-1) + biases
+    positive, negative = surrogate_values(shifted, hinge)
     on_positive = (weights * labels).unsqueeze(-1)
     on_negative = weights.unsqueeze(-1) - on_positive
     weighted = (alpha * on_positive * positive + beta * on_negative * negative).sum(-1)
     with torch.no_grad():
+        predicted = above_threshold(shifted)
         sums = (on_positive * positive).sum(0), (on_negative * negative).sum(0)
-    return weighted, *sums
+        counts = (on_positive * predicted).sum(0), (on_negative * predicted).sum(0)
+    return weighted, *sums, *counts
 
 
 def anchor_sum(logits, labels, weights, biases, lambdas, anchors, hinge: bool):
-    """``(g [B, L], sum_b w y L+ [L, A], sum_b w (1 - y) L- [L, A])``: the kernel where
+    """``(g [B, L], sum_b w y L+ [L, A], sum_b w (1 - y) L- [L, A], TP [L, A], FP [L, A])``, the last
+    four without gradient (TP and FP: the weighted counts at ``x + b_k > 0``): the kernel where
     :func:`~goloss._dispatch.use_kernel` says so, the plain ops otherwise."""
     if not _dispatch.use_kernel("anchor_sum", logits.numel() * anchors.numel(), hinge):
         return plain_anchor_sum(logits, labels, weights, biases, lambdas, anchors, hinge)
-    weighted, _, positive_sums, negative_sums = _dispatch.apply(
-        AnchorSum, logits, labels, weights, biases, lambdas, anchors, hinge
-    )
-    return weighted, positive_sums, negative_sums
+    weighted, _, *sums = _dispatch.apply(AnchorSum, logits, labels, weights, biases, lambdas, anchors, hinge)
+    return (weighted, *sums)

@@ -33,7 +33,7 @@ from ._math import (
     times,
 )
 from ._roc_auc import roc_auc_elementwise
-from ._strict import counts_from_batch, counts_rate_and_violation
+from ._strict import ThresholdCounts, assemble_counts, counts_from_batch, counts_rate_and_violation
 from ._surrogate_rows import surrogate_rows
 from ._surrogate_sums import surrogate_sums
 from ._validation import (
@@ -141,10 +141,11 @@ class Batch:
             return label_priors(self.label_counts(), self.weight_sum).to(self.x.dtype)
         return self.per_label("label_priors", label_priors, unit_interval=True)
 
-    def counts_aux(self, target, constraint: str, biases=None) -> dict:
-        """The strict terms of aux: the counts at the threshold (no gradient), the constrained
-        rate and its deficit to ``target`` (``strict_violation``)."""
-        counts = counts_from_batch(self.x, self.on_positives, self._w, self.label_counts(), self.weight_sum, biases)
+    def counts_aux(self, target, constraint: str, counts: Optional[ThresholdCounts] = None) -> dict:
+        """The strict terms of aux: the counts at the threshold (no gradient; formed here unless
+        given), the constrained rate and its deficit to ``target`` (``strict_violation``)."""
+        if counts is None:
+            counts = counts_from_batch(self.x, self.on_positives, self._w, self.label_counts(), self.weight_sum)
         rate, violation = counts_rate_and_violation(counts, target, constraint)
         return {"strict_violation": violation, constraint: rate, **counts._asdict()}
 
@@ -163,7 +164,7 @@ def _check_no_params(params: Params, name: str) -> None:
         raise ValueError(f"{name} has no primal parameters: params must be None or {{}}, got keys {list(params)}")
 
 
-def _aux(batch: Batch, lam, p, sums, objective, violation, target, constraint: str, biases=None) -> dict:
+def _aux(batch: Batch, lam, p, sums, objective, violation, target, constraint: str, biases=None, counts=None) -> dict:
     """The aux of a constrained loss: multipliers (and biases), priors, the bounds from the
     per-label surrogate ``sums``, the Lagrangian's objective and violation, the strict terms."""
     tp_lower, fp_upper = bounds_from_sums(batch.label_counts(), sums[0], sums[1], batch.scale)
@@ -175,7 +176,7 @@ def _aux(batch: Batch, lam, p, sums, objective, violation, target, constraint: s
         "false_positives_upper_bound": fp_upper,
         "objective": objective,
         "violation": violation,
-        **batch.counts_aux(target, constraint, biases),
+        **batch.counts_aux(target, constraint, counts),
     }
 
 
@@ -425,7 +426,9 @@ def pr_auc_loss(
     p = batch.priors(label_priors)
     normaliser = delta / (hi - lo - delta)
     a, b, k = RECALL_AT_PRECISION.coefficients(anchors, p.unsqueeze(-1), batch.scale)  # [A], [A], [L, A]
-    weighted, positive_sums, negative_sums = anchor_sum(batch.x, batch.y, batch.w, biases, lam, anchors, batch.hinge)
+    weighted, positive_sums, negative_sums, true_positives, false_positives = anchor_sum(
+        batch.x, batch.y, batch.w, biases, lam, anchors, batch.hinge)
+    counts = assemble_counts(true_positives, false_positives, batch.label_counts(), batch.weight_sum)
     loss = (weighted + (lam * k).sum(-1) * batch.active) * normaliser
     scale = normaliser / batch.norm
     rows = batch.active_rows.unsqueeze(-1) if isinstance(batch.active_rows, torch.Tensor) else batch.active_rows
@@ -433,7 +436,7 @@ def pr_auc_loss(
     violation = (a * positive_sums + b * negative_sums + k * rows) * scale
     # The bounds, as in the original, are those of the logits without the biases.
     sums = surrogate_sums(batch.x, batch.on_positives, batch.on_negatives, batch.hinge)
-    aux = _aux(batch, lam, p, sums, objective, violation, anchors, "precision", biases)
+    aux = _aux(batch, lam, p, sums, objective, violation, anchors, "precision", biases, counts)
     return batch.finish(loss, aux)
 
 

@@ -33,17 +33,27 @@ def indicator_scale(surrogate_type: str) -> float:
     return math.log(2.0) if surrogate_type == "xent" else 1.0
 
 
-def loss_if_positive(x: torch.Tensor, hinge: bool) -> torch.Tensor:
-    """``L+(x)``, shape of ``x``: ``softplus(-x)`` (one kernel that keeps no buffer, stable for any
-    ``x``) or ``relu(1 - x)``."""
-    return torch.relu(1.0 - x) if hinge else F.softplus(x, beta=-1.0).neg_()
+def loss_if_positive(x: torch.Tensor, hinge: bool, negated: bool = False) -> torch.Tensor:
+    """``L+(x)`` (``-L+(x)`` if ``negated``), shape of ``x``: ``softplus(-x)`` or ``relu(1 - x)``.
+    Cross-entropy is one kernel that keeps no buffer and is stable for any ``x``,
+    ``softplus(x, beta=-1) = -softplus(-x)``; a kernel that wants one pass less takes it negated."""
+    if hinge:
+        value = torch.relu(1.0 - x)
+        return value.neg_() if negated else value
+    signed = F.softplus(x, beta=-1.0)  # -softplus(-x)
+    return signed if negated else signed.neg_()
+
+
+def loss_if_negative(x: torch.Tensor, hinge: bool) -> torch.Tensor:
+    """``L-(x)``, shape of ``x``: ``softplus(x)`` or ``relu(1 + x)``."""
+    return torch.relu(1.0 + x) if hinge else F.softplus(x)
 
 
 def surrogate_values(x: torch.Tensor, hinge: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """``(L+(x), L-(x))``, shape of ``x``; cross-entropy evaluates its transcendental part once:
-    ``L-(x) = softplus(x) = softplus(-x) + x``; hinge ``L-(x) = relu(1 + x)``."""
+    ``L-(x) = softplus(x) = softplus(-x) + x``."""
     positive = loss_if_positive(x, hinge)
-    return positive, torch.relu(1.0 + x) if hinge else positive + x
+    return positive, loss_if_negative(x, True) if hinge else positive + x
 
 
 def slope_if_positive(x: torch.Tensor, hinge: bool) -> torch.Tensor:
@@ -130,6 +140,12 @@ def row_weights(lagrangian: RateLagrangian, lam: Number, a: Number, b: Number) -
     keep = lagrangian.objective_on_positives
     alpha, beta = times(a, lam), times(b, lam)
     return (alpha + 1.0, beta) if keep else (alpha, beta + 1.0)
+
+
+def above_threshold(z: torch.Tensor, in_place: bool = False) -> torch.Tensor:
+    """``[z > 0]`` in ``z``'s dtype: the 0-1 prediction at the threshold. Out of place as relu and
+    sign (cheaper than a comparison and a cast); ``in_place`` on a tensor the caller owns, one pass."""
+    return z.gt_(0.0) if in_place else torch.relu(z).sign_()
 
 
 def bounds_from_sums(

@@ -22,7 +22,7 @@ from typing import NamedTuple, Optional, Union
 import torch
 
 from . import _dispatch, _math
-from ._math import CONSTRAINTS, rate_and_violation
+from ._math import CONSTRAINTS, above_threshold, rate_and_violation
 from ._surrogate_sums import batch_dot
 from ._validation import TensorLike, as_batch_by_label, as_tensor, broadcast_to, check_choice, check_values
 
@@ -59,27 +59,33 @@ def counts_from_batch(
 def _counts(x, on_positives, weights, positives, weight_sum, biases) -> ThresholdCounts:
     """:func:`counts_from_batch` without gradient tracking."""
     if biases is None:
-        # [x > 0] as a float, in two cheap passes (a comparison and a cast cost more).
-        predicted = torch.relu(x).sign_()  # no gradient: in place on the fresh result is safe
+        predicted = above_threshold(x)
         true_positives = batch_dot(on_positives, predicted)
         predicted_sum = predicted.sum(0) if weights is None else batch_dot(weights, predicted)
     else:
-        # Each anchor at its own threshold: one [B, L, A] tensor, signed in place in eager mode,
-        # and per-label matrix products (no product tensor).
-        shifted = x.unsqueeze(-1) + biases
-        signed = torch.sign(shifted, out=shifted) if _dispatch.plain_eager() else torch.sign(shifted)
-        predicted = signed.clamp_min_(0.0)
+        # Each anchor at its own threshold: one [B, L, A] tensor (thresholded in place in eager
+        # mode) and per-label matrix products (no product tensor).
+        predicted = above_threshold(x.unsqueeze(-1) + biases, in_place=_dispatch.plain_eager())
         true_positives = torch.einsum("bl,bla->la", on_positives.expand_as(x), predicted)
         predicted_sum = (
             predicted.sum(0) if weights is None else torch.einsum("bl,bla->la", weights.expand_as(x), predicted)
         )
+    return assemble_counts(true_positives, predicted_sum - true_positives, positives, weight_sum)
+
+
+def assemble_counts(
+    true_positives: torch.Tensor, false_positives: torch.Tensor, positives: torch.Tensor,
+    weight_sum: Union[torch.Tensor, float],
+) -> ThresholdCounts:
+    """:class:`ThresholdCounts` from the counts at the threshold (``[L]``, or ``[L, A]`` per anchor)
+    and the label counts ``sum w y``, ``sum w`` (``[L]``)."""
     negatives = weight_sum - positives
-    if biases is not None:
+    if true_positives.dim() > positives.dim():  # per anchor
         positives, negatives = positives.unsqueeze(-1), negatives.unsqueeze(-1)
     shape = true_positives.shape
     if positives.shape != shape:
         positives, negatives = positives.expand(shape), negatives.expand(shape)
-    return ThresholdCounts(true_positives, predicted_sum - true_positives, positives, negatives)
+    return ThresholdCounts(true_positives, false_positives, positives, negatives)
 
 
 def threshold_counts(

@@ -26,7 +26,7 @@ import torch
 
 from . import _dispatch
 from ._large_outputs import empty_output
-from ._math import logits_grad, surrogate_slopes, surrogate_values
+from ._math import logits_grad, loss_if_positive, surrogate_slopes, surrogate_values
 from ._surrogate_sums import batch_dot
 
 
@@ -78,7 +78,14 @@ class SurrogateRows(torch.autograd.Function):
     def forward(x, c, d, alpha, beta, gamma, mask, hinge):
         eager = _dispatch.plain_eager()
         data_shape = _data_shape(x, c, d)
-        positive, negative = surrogate_values(x, hinge)  # fresh: scaled in place where the shapes allow
+        # Fresh, scaled in place where the shapes allow. Cross-entropy keeps -P (``signed``, one pass
+        # less) and flips the sign of alpha and of S+ instead.
+        if hinge:
+            positive, negative = surrogate_values(x, True)
+        else:
+            positive = loss_if_positive(x, False, negated=True)
+            negative = x - positive  # L-(x) = L+(x) + x
+        sign = 1.0 if hinge else -1.0
         fits = eager and x.shape == data_shape
         positive = positive.mul_(c) if fits else positive * c
         if d is not None:
@@ -86,14 +93,14 @@ class SurrogateRows(torch.autograd.Function):
         else:  # (1 - c) L- = L- - c L-
             negative = negative.addcmul_(negative, c, value=-1.0) if fits else negative - negative * c
         if max(alpha.dim(), beta.dim(), gamma.dim()) > 2 == len(data_shape):  # a sweep over K coefficients
-            rows = _swept_rows(positive, alpha, negative, beta, gamma, mask, eager)
+            rows = _swept_rows(positive, sign * alpha, negative, beta, gamma, mask, eager)
         else:  # alpha P, + gamma, + beta N: passes that vectorise (an addcmul with two broadcast operands does not)
-            rows = positive * alpha
+            rows = positive * (sign * alpha)
             constant = gamma if mask is None else gamma * mask
             shape = torch.broadcast_shapes(rows.shape, constant.shape, beta.shape, negative.shape)
             fits = eager and rows.shape == shape
             rows = rows.add_(constant).addcmul_(beta, negative) if fits else rows + constant + beta * negative
-        return rows, _batch_sum(positive), _batch_sum(negative), positive, negative
+        return rows, sign * _batch_sum(positive), _batch_sum(negative), positive, negative
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -101,13 +108,13 @@ class SurrogateRows(torch.autograd.Function):
         ctx.hinge = hinge
         ctx.gamma_shape = gamma.shape
         ctx.set_materialize_grads(False)  # unused outputs (often the sums, always P and N) get None
-        ctx.mark_non_differentiable(output[3], output[4])  # P and N, kept for the coefficients' gradients
+        ctx.mark_non_differentiable(output[3], output[4])  # +-P and N, kept for the coefficients' gradients
         ctx.save_for_backward(x, c, d, alpha, beta, mask, *output[1:])
         ctx.save_for_forward(x, c, d, alpha, beta, mask)
 
     @staticmethod
     def backward(ctx, grad_rows, grad_positive_sum, grad_negative_sum, _grad_positive, _grad_negative):
-        x, c, d, alpha, beta, mask, positive_sum, negative_sum, positive, negative = ctx.saved_tensors
+        x, c, d, alpha, beta, mask, positive_sum, negative_sum, signed, negative = ctx.saved_tensors
         needs = ctx.needs_input_grad
         data_shape = _data_shape(x, c, d)
         if grad_rows is None:  # only the sums are used: a stride-0 zero takes the cheap path
@@ -149,7 +156,8 @@ class SurrogateRows(torch.autograd.Function):
             grad_beta = _sum_to(grad_rows * negative_sum.unsqueeze(-2), beta.shape) if needs[4] else None
             grad_gamma = _sum_to(grad_rows * float(data_shape[-2]), ctx.gamma_shape) if needs[5] else None
         else:
-            grad_alpha = _contract(grad_rows, positive, alpha.shape) if needs[3] else None
+            grad_alpha = _contract(grad_rows, signed, alpha.shape) if needs[3] else None
+            grad_alpha = grad_alpha if ctx.hinge or grad_alpha is None else -grad_alpha
             grad_beta = _contract(grad_rows, negative, beta.shape) if needs[4] else None
             if needs[5]:
                 grad_gamma = _sum_to(grad_rows if mask is None else grad_rows * mask, ctx.gamma_shape)

@@ -47,11 +47,11 @@ class SurrogateSums(torch.autograd.Function):
     def forward(x, on_positives, on_negatives, hinge):
         if hinge:
             return plain_surrogate_sums(x, on_positives, on_negatives, True)
-        # One [B, L] tensor: L-(x) = L+(x) + x for cross-entropy, formed in place once S+ is summed
-        # (under a transform out of place: it may batch x but not the fresh tensor).
-        positive = loss_if_positive(x, False)
-        positive_sum = batch_dot(on_positives, positive)
-        negative = positive.add_(x) if _dispatch.plain_eager() else positive + x
+        # One [B, L] tensor, -L+(x) in one pass, then L-(x) = x - (-L+(x)) in place once S+ is
+        # summed (under a transform out of place: it may batch x but not the fresh tensor).
+        signed = loss_if_positive(x, False, negated=True)
+        positive_sum = batch_dot(on_positives, signed).neg_()
+        negative = torch.sub(x, signed, out=signed) if _dispatch.plain_eager() else x - signed
         return positive_sum, batch_dot(on_negatives, negative)
 
     @staticmethod
