@@ -4,20 +4,18 @@ written as plain torch ops + autograd, forward+backward, at the sizes where the 
 Run from the repository root: ``python -m benchmarks.functions`` (``--quick`` for a seconds-long
 smoke run at tiny sizes, ``--threads N`` for ``torch.set_num_threads``, default 1, ``--repeats``).
 
-* SurrogateSums (the ``reduction="mean"/"sum"`` sums, used above 2**16 elements) against
-  ``L+ = -logsigmoid(x)``, ``L- = L+ + x`` (hinge: ``relu(1 -+ x)``, as goloss's ``_parts``), then
-  ``(c * L+).sum(0), (d * L-).sum(0)``; c = y, d = 1 - y; loss ``(S+ - S-/2).sum()``.
-* SurrogateRows (``reduction="none"``, any size) against the plain rows and sums (as ``plain`` in
-  ``tests/test_surrogate_rows.py``); c = y, d and mask None, alpha, beta, gamma ``[L]`` without
-  gradient; loss ``rows.mean()``.
-* AnchorSum (PR-AUC) against ``anchor_sum_reference`` and ``_per_anchor_sums_reference`` (the
-  sums without gradient) written out here over ``[B, L, A]`` without the reference's unused sigmoid
-  slopes; biases, lambdas ``[L, A]`` and logits with gradient; loss ``g.mean()``.
+* SurrogateSums (the ``reduction="mean"/"sum"`` sums) against ``plain_surrogate_sums``;
+  c = y, d = 1 - y; loss ``(S+ - S-/2).sum()``.
+* SurrogateRows (``reduction="none"``) against ``plain_surrogate_rows``; c = y, d and mask None,
+  alpha, beta, gamma ``[L]`` without gradient; loss ``rows.mean()``.
+* AnchorSum (PR-AUC) against ``plain_anchor_sum``; biases, lambdas ``[L, A]`` and logits with
+  gradient; loss ``g.mean()``.
 * blocked_xent_roc_auc against ``pairwise_roc_auc(x, y, w, "xent")``; loss ``mean()``.
 
-The plain sides are written out here (goloss's private helpers move between versions). The
-Functions are called as the library calls them (``apply_function``, which skips
-``Function.apply``'s argument binding). Each case first checks that both sides agree (outputs and
+Both sides are the library's own: each kernel's plain reference lives beside it and is the
+oracle of its tests. The Functions are called as the library calls them
+(``goloss._dispatch.apply``). ``goloss._dispatch.KERNELS`` records where this measured them at
+least 1.3x faster. Each case first checks that both sides agree (outputs and
 gradients). Time: this process's CPU time (``time.process_time``, which sums the CPU time of all
 threads), each sample N back-to-back forward+backward calls (gradients by ``torch.autograd.grad``)
 with N chosen so that the plain side takes at least ``--min-time`` seconds; the ratio is
@@ -35,30 +33,14 @@ import statistics
 import time
 
 import torch
-import torch.nn.functional as F
 
-from goloss._anchor_sum import AnchorSum
+from goloss._anchor_sum import AnchorSum, plain_anchor_sum
+from goloss._dispatch import apply as apply_function
 from goloss._roc_auc import blocked_xent_roc_auc, pairwise_roc_auc
-from goloss._surrogate_rows import SurrogateRows
-from goloss._surrogate_sums import SurrogateSums
-
-try:  # the library's call (no per-call argument binding), wherever this version keeps it
-    from goloss._dispatch import apply as apply_function
-except ImportError:
-    try:
-        from goloss._surrogate_sums import apply_function
-    except ImportError:
-        apply_function = lambda function, *args: function.apply(*args)
+from goloss._surrogate_rows import SurrogateRows, plain_surrogate_rows
+from goloss._surrogate_sums import SurrogateSums, plain_surrogate_sums
 
 ANCHORS = 20
-
-
-def _parts(x, hinge):
-    """``(L+(x), L-(x))`` as plain ops, as goloss writes them."""
-    if hinge:
-        return torch.relu(1.0 - x), torch.relu(1.0 + x)
-    positive = -F.logsigmoid(x)
-    return positive, positive + x
 
 
 def _data(batch, labels, seed):
@@ -73,8 +55,7 @@ def surrogate_sums(batch, labels, hinge):
     c, d = y, 1.0 - y
 
     def plain():
-        positive, negative = _parts(x, hinge)
-        return (c * positive).sum(0), (d * negative).sum(0)
+        return plain_surrogate_sums(x, c, d, hinge)
 
     def function():
         return apply_function(SurrogateSums, x, c, d, hinge)
@@ -87,9 +68,7 @@ def surrogate_rows(batch, labels, hinge):
     alpha, beta, gamma = (torch.rand(labels, generator=generator) + 0.1 for _ in range(3))
 
     def plain():
-        positive, negative = _parts(x, hinge)
-        positive, negative = c * positive, (1 - c) * negative
-        return alpha * positive + beta * negative + gamma, positive.sum(0), negative.sum(0)
+        return plain_surrogate_rows(x, c, None, alpha, beta, gamma, None, hinge)
 
     def function():
         return apply_function(SurrogateRows, x, c, None, alpha, beta, gamma, None, hinge)[:3]
@@ -104,17 +83,11 @@ def anchor_sum(batch, labels, hinge):
     lambdas = torch.rand(labels, ANCHORS, generator=generator).requires_grad_()
     anchors = torch.linspace(0.1, 0.9, ANCHORS)
 
-    def plain():  # goloss's plain reference, without its unused sigmoid slopes
-        c, d = 1.0 + lambdas * (1.0 - anchors), lambdas * anchors
-        positive, negative = _parts(x.unsqueeze(-1) + biases, hinge)
-        on_positive = (w * y).unsqueeze(-1)
-        on_negative = w.unsqueeze(-1) - on_positive
-        with torch.no_grad():
-            sums = (on_positive * positive).sum(0), (on_negative * negative).sum(0)
-        return w * (c * (y.unsqueeze(-1) * positive) + d * ((1.0 - y).unsqueeze(-1) * negative)).sum(-1), *sums
+    def plain():
+        return plain_anchor_sum(x, y, w, biases, lambdas, anchors, hinge)[:3]
 
     def function():
-        weighted, _, positive_sums, negative_sums = apply_function(
+        weighted, _, positive_sums, negative_sums, *_ = apply_function(
             AnchorSum, x, y, w, biases, lambdas, anchors, hinge)
         return weighted, positive_sums, negative_sums
 
