@@ -185,7 +185,7 @@ def anchor_sum(logits, labels, weights, biases, lambdas, anchors, hinge: bool):
     """``(g [B, L], sum_b w y L+ [L, A], sum_b w (1 - y) L- [L, A], TP [L, A], FP [L, A])``, the last
     four without gradient (TP and FP: the weighted counts at ``x + b_k > 0``): the kernel where
     :func:`~goloss._dispatch.use_kernel` says so, the plain ops otherwise."""
-    if not _dispatch.use_kernel("anchor_sum", logits.numel() * anchors.numel(), hinge):
+    if not _dispatch.use_kernel("anchor_sum", logits, hinge, anchors.numel()):
         return plain_anchor_sum(logits, labels, weights, biases, lambdas, anchors, hinge)
     weighted, _, *sums = _dispatch.apply(AnchorSum, logits, labels, weights, biases, lambdas, anchors, hinge)
     return (weighted, *sums)

@@ -25,7 +25,7 @@ Private API, each with a public fallback that ``tests/test_dispatch.py`` runs:
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 from collections.abc import Callable
 
 import torch
@@ -70,22 +70,38 @@ def in_place_in_backward() -> bool:
     return plain_eager() and not torch.is_grad_enabled()
 
 
-#: Per kernel: the fewest elements (``B * L``; ``B * L * A`` for the anchor sum) from which it
-#: runs, and whether its hinge form does too. Measured (``python -m benchmarks.functions``, one
-#: thread, plain ops time / kernel time): the surrogate sums 1.3-1.75x for cross-entropy from 2^17
-#: to 2^20 elements, 0.7-0.8x for hinge; the rows 1.2x at 2^17 and 1.55-1.75x at 2^20 for
-#: cross-entropy, 0.45-0.95x for hinge and 0.45-0.75x below 2^17; the anchor sum 1.15x at
-#: 2^16 (4096 x 20), 1.5-1.85x at 2^19.3 and 2.9-3.9x at 2^22.3, with 64-80x less memory kept
-#: for backward. The blocked ROC-AUC form always runs (1.5x at B = 1024, 7.8x at 4096; the
-#: pairwise form keeps B^2 pair values).
-KERNELS = {"sums": (1 << 17, False), "rows": (1 << 17, False), "anchor_sum": (1 << 17, True)}
+class Kernel(NamedTuple):
+    """Where a kernel runs: from ``fewest`` elements, for hinge too if ``hinge``, for at most
+    ``most_labels`` labels (0: any number)."""
+
+    fewest: int
+    hinge: bool
+    most_labels: int
 
 
-def use_kernel(kernel: str, elements: int, hinge: bool) -> bool:
-    """Whether ``kernel`` (a key of :data:`KERNELS`) computes ``elements`` elements of the
-    ``hinge`` or cross-entropy surrogate, rather than plain ops."""
-    fewest, hinge_too = KERNELS[kernel]
-    return not compiling() and elements >= fewest and (hinge_too or not hinge)
+#: Where each kernel measured at least 1.3x faster than its plain reference
+#: (``python -m benchmarks.functions``, one thread, plain time / kernel time, at this commit):
+#: the sums, cross-entropy, one label: 1.38x at 2^17 and 1.69x at 2^20 elements (eight labels:
+#: 1.07x and 1.22x; hinge 0.6-0.8x); the rows, cross-entropy: 1.84x (one label) and 1.52x (eight)
+#: at 2^20 (1.07-1.21x at 2^17, 0.5-0.8x below; hinge 0.5-0.9x); the anchor sum: 2.28x / 1.81x
+#: (cross-entropy / hinge) at 2^19.3 and 3.4x / 2.3x at 2^22.3 elements, with 64-100x less memory
+#: kept for backward (1.27x / 1.16x at 2^16.3). The blocked ROC-AUC form always runs (1.46x at
+#: B = 1024, 6.5x at 4096; the pairwise form keeps B^2 pair values for backward).
+KERNELS = {
+    "sums": Kernel(1 << 17, hinge=False, most_labels=1),
+    "rows": Kernel(1 << 20, hinge=False, most_labels=0),
+    "anchor_sum": Kernel(1 << 17, hinge=True, most_labels=0),
+}
+
+
+def use_kernel(kernel: str, x: torch.Tensor, hinge: bool, per_element: int = 1) -> bool:
+    """Whether ``kernel`` (a key of :data:`KERNELS`) computes on logits ``x [B, L]`` (times
+    ``per_element``: the anchors of PR-AUC) with the ``hinge`` or cross-entropy surrogate, rather
+    than plain ops: never while compiling (Dynamo cannot trace a custom ``jvp``)."""
+    fewest, hinge_too, most_labels = KERNELS[kernel]
+    labels = x.shape[-1] if x.dim() > 1 else 1
+    return (not compiling() and x.numel() * per_element >= fewest and (hinge_too or not hinge)
+            and (most_labels == 0 or labels <= most_labels))
 
 
 def apply(function: Any, *args: Any) -> Any:

@@ -222,7 +222,7 @@ def surrogate_rows(x, on_positives, on_negatives, alpha, beta, gamma, mask, hing
     (or numbers), ``mask`` the ``[B, L]`` mask of rows of non-zero weight or None for all rows,
     ``on_negatives`` None for ``1 - on_positives``. The kernel where
     :func:`~goloss._dispatch.use_kernel` says so, the plain ops otherwise."""
-    if not _dispatch.use_kernel("rows", x.numel(), hinge):
+    if not _dispatch.use_kernel("rows", x, hinge):
         return plain_surrogate_rows(x, on_positives, on_negatives, alpha, beta, gamma, mask, hinge)
     alpha, beta, gamma = (
         value if isinstance(value, torch.Tensor) else torch.tensor(float(value), dtype=x.dtype, device=x.device)

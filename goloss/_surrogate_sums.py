@@ -97,6 +97,6 @@ def surrogate_sums(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(S+, S-)``, each ``x.shape[1:]``: the kernel where :func:`~goloss._dispatch.use_kernel`
     says so, the plain ops otherwise."""
-    if _dispatch.use_kernel("sums", x.numel(), hinge):
+    if _dispatch.use_kernel("sums", x, hinge):
         return _dispatch.apply(SurrogateSums, x, on_positives, on_negatives, hinge)
     return plain_surrogate_sums(x, on_positives, on_negatives, hinge)

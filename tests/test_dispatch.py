@@ -46,12 +46,16 @@ def test_modes_in_eager_under_transforms_and_compiling():
 
 
 def test_kernel_table():
-    fewest, _ = _dispatch.KERNELS["sums"]
-    assert not _dispatch.use_kernel("sums", fewest - 1, False)
-    assert _dispatch.use_kernel("sums", fewest, False)
-    assert not _dispatch.use_kernel("sums", fewest, True)  # hinge: slower than plain ops
-    assert not _dispatch.use_kernel("rows", 1 << 20, True)
-    assert _dispatch.use_kernel("anchor_sum", 1 << 20, True)
+    fewest = _dispatch.KERNELS["sums"].fewest
+    assert not _dispatch.use_kernel("sums", torch.empty(fewest - 1, 1), False)
+    assert _dispatch.use_kernel("sums", torch.empty(fewest, 1), False)
+    assert _dispatch.use_kernel("sums", torch.empty(fewest), False)  # [B] logits: one label
+    assert not _dispatch.use_kernel("sums", torch.empty(fewest, 8), False)  # one label only
+    assert not _dispatch.use_kernel("sums", torch.empty(fewest, 1), True)  # hinge: slower than plain ops
+    assert not _dispatch.use_kernel("rows", torch.empty(1 << 20, 1), True)
+    assert _dispatch.use_kernel("rows", torch.empty(1 << 17, 8), False)
+    assert _dispatch.use_kernel("anchor_sum", torch.empty(1 << 13, 1), True, 20)
+    assert not _dispatch.use_kernel("anchor_sum", torch.empty(1 << 11, 1), True, 20)
 
 
 @pytest.mark.parametrize("reduction", ["mean", "none"])
@@ -59,7 +63,7 @@ def test_kernel_table():
 def test_kernel_and_plain_paths_agree_across_the_threshold(monkeypatch, reduction, surrogate_type):
     """One batch just large enough for the kernels, computed with the table as it is and with
     every kernel off: same loss, aux and gradient."""
-    x, y = batch(_dispatch.KERNELS["rows"][0], seed=3)
+    x, y = batch(_dispatch.KERNELS["rows"].fewest, seed=3)
     lam = torch.tensor([0.7], dtype=torch.float64)
 
     def run():
@@ -70,8 +74,8 @@ def test_kernel_and_plain_paths_agree_across_the_threshold(monkeypatch, reductio
         return loss.detach(), aux, logits.grad
 
     kernel = run()
-    monkeypatch.setitem(_dispatch.KERNELS, "sums", (1 << 40, True))
-    monkeypatch.setitem(_dispatch.KERNELS, "rows", (1 << 40, True))
+    monkeypatch.setitem(_dispatch.KERNELS, "sums", _dispatch.Kernel(1 << 40, True, 0))
+    monkeypatch.setitem(_dispatch.KERNELS, "rows", _dispatch.Kernel(1 << 40, True, 0))
     plain = run()
     torch.testing.assert_close(kernel[0], plain[0])
     torch.testing.assert_close(kernel[2], plain[2])
