@@ -33,9 +33,13 @@ def batch_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def plain_surrogate_sums(x, on_positives, on_negatives, hinge: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(S+ [L], S- [L])`` as plain ops (the reference, and the small and compiled path)."""
-    positive, negative = surrogate_values(x, hinge)
-    return batch_dot(on_positives, positive), batch_dot(on_negatives, negative)
+    """``(S+ [L], S- [L])`` as plain ops (the reference, and the path where no kernel runs).
+    Cross-entropy: ``-L+(x)`` in one pass, ``L-(x) = x - (-L+(x))``."""
+    if hinge:
+        positive, negative = surrogate_values(x, True)
+        return batch_dot(on_positives, positive), batch_dot(on_negatives, negative)
+    signed = loss_if_positive(x, False, negated=True)
+    return -batch_dot(on_positives, signed), batch_dot(on_negatives, x - signed)
 
 
 class SurrogateSums(torch.autograd.Function):
