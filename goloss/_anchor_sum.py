@@ -63,7 +63,12 @@ def _shifted_sums(on_rows, logits, biases):
 
 class AnchorSum(torch.autograd.Function):
     """``(g [B, L], g / w, sum_b w y L+ [L, A], sum_b w (1 - y) L- [L, A], TP [L, A], FP [L, A])``;
-    differentiable in x, w, b and lambdas (the outputs after ``g`` carry no gradient)."""
+    differentiable in x, w, b and lambdas (the outputs after ``g`` carry no gradient).
+
+    Measured gain over :func:`plain_anchor_sum` (``python -m benchmarks.functions``, one thread):
+    2.30x / 1.74x (cross-entropy / hinge) at B = 2^15, A = 20 and 3.9x / 2.3x at B = 2^18, with
+    64-100x less memory kept for backward; where it runs: :data:`goloss._dispatch.KERNELS`.
+    """
 
     generate_vmap_rule = True
 

@@ -80,13 +80,14 @@ class Kernel(NamedTuple):
 
 
 #: Where each kernel measured at least 1.3x faster than its plain reference
-#: (``python -m benchmarks.functions``, one thread, plain time / kernel time, at this commit):
-#: the sums, cross-entropy, one label: 1.38x at 2^17 and 1.69x at 2^20 elements (eight labels:
-#: 1.07x and 1.22x; hinge 0.6-0.8x); the rows, cross-entropy: 1.84x (one label) and 1.52x (eight)
-#: at 2^20 (1.07-1.21x at 2^17, 0.5-0.8x below; hinge 0.5-0.9x); the anchor sum: 2.28x / 1.81x
-#: (cross-entropy / hinge) at 2^19.3 and 3.4x / 2.3x at 2^22.3 elements, with 64-100x less memory
-#: kept for backward (1.27x / 1.16x at 2^16.3). The blocked ROC-AUC form always runs (1.46x at
-#: B = 1024, 6.5x at 4096; the pairwise form keeps B^2 pair values for backward).
+#: (``python -m benchmarks.functions``, one thread, plain time / kernel time; the run quoted in the
+#: README's performance section): the sums, cross-entropy, one label: 1.31x at 2^17 and 1.43x at
+#: 2^20 elements (eight labels: 1.24x and 1.30x; hinge 0.6-0.8x); the rows, cross-entropy: 1.67x
+#: (one label) and 1.50x (eight) at 2^20 (1.09-1.21x at 2^17, 0.5-0.8x below; hinge 0.5-0.9x);
+#: the anchor sum: 2.30x / 1.74x (cross-entropy / hinge) at 2^19.3 and 3.9x / 2.3x at 2^22.3
+#: elements, with 64-100x less memory kept for backward (1.24x / 1.23x at 2^16.3). The blocked
+#: ROC-AUC form always runs (1.44x at B = 1024, 5.8x at 4096; the pairwise form keeps B^2 pair
+#: values for backward).
 KERNELS = {
     "sums": Kernel(1 << 17, hinge=False, most_labels=1),
     "rows": Kernel(1 << 20, hinge=False, most_labels=0),

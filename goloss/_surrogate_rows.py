@@ -72,7 +72,12 @@ def _data_shape(x, c, d) -> torch.Size:
 
 class SurrogateRows(torch.autograd.Function):
     """``(rows, S+, S-)`` above; differentiable in ``x``, ``c``, ``d`` and the coefficients
-    (backward, jvp, and a vmap rule that keeps ``P`` and ``N`` unbatched)."""
+    (backward, jvp, and a vmap rule that keeps ``P`` and ``N`` unbatched).
+
+    Measured gain over :func:`plain_surrogate_rows` (``python -m benchmarks.functions``, one
+    thread): 1.67x (one label) and 1.50x (eight labels) at 2^20 elements, cross-entropy; where it
+    runs: :data:`goloss._dispatch.KERNELS`.
+    """
 
     @staticmethod
     def forward(x, c, d, alpha, beta, gamma, mask, hinge):

@@ -43,7 +43,12 @@ def plain_surrogate_sums(x, on_positives, on_negatives, hinge: bool) -> tuple[to
 
 
 class SurrogateSums(torch.autograd.Function):
-    """``(S+ [L], S- [L])``; differentiable in ``x`` and both weights (backward and jvp)."""
+    """``(S+ [L], S- [L])``; differentiable in ``x`` and both weights (backward and jvp).
+
+    Measured gain over :func:`plain_surrogate_sums` (``python -m benchmarks.functions``, one
+    thread): 1.31x at 2^17 and 1.43x at 2^20 elements, cross-entropy, one label; where it runs:
+    :data:`goloss._dispatch.KERNELS`.
+    """
 
     generate_vmap_rule = True
 
