@@ -5,7 +5,7 @@ Run from the repository root: ``python -m benchmarks.functions`` (``--quick`` fo
 smoke run at tiny sizes, ``--threads N`` for ``torch.set_num_threads``, default 1, ``--repeats``).
 
 * SurrogateSums (the ``reduction="mean"/"sum"`` sums) against ``plain_surrogate_sums``;
-  c = y, d = 1 - y; loss ``(S+ - S-/2).sum()``.
+  c = y, d None (``1 - y``, as for unweighted labels); loss ``(S+ - S-/2).sum()``.
 * SurrogateRows (``reduction="none"``) against ``plain_surrogate_rows``; c = y, d and mask None,
   alpha, beta, gamma ``[L]`` without gradient; loss ``rows.mean()``.
 * AnchorSum (PR-AUC) against ``plain_anchor_sum``; biases, lambdas ``[L, A]`` and logits with
@@ -52,15 +52,15 @@ def _data(batch, labels, seed):
 
 def surrogate_sums(batch, labels, hinge):
     _, x, y = _data(batch, labels, 0)
-    c, d = y, 1.0 - y
+    c = y  # unweighted labels: d = 1 - c, implicit (as the losses call it)
 
     def plain():
-        return plain_surrogate_sums(x, c, d, hinge)
+        return plain_surrogate_sums(x, c, None, hinge)
 
     def function():
-        return apply_function(SurrogateSums, x, c, d, hinge)
+        return apply_function(SurrogateSums, x, c, None, hinge)
 
-    return [x], [x, c, d], plain, function, lambda out: (out[0] - 0.5 * out[1]).sum()
+    return [x], [x, c], plain, function, lambda out: (out[0] - 0.5 * out[1]).sum()
 
 
 def surrogate_rows(batch, labels, hinge):

@@ -71,38 +71,34 @@ def in_place_in_backward() -> bool:
 
 
 class Kernel(NamedTuple):
-    """Where a kernel runs: from ``fewest`` elements, for hinge too if ``hinge``, for at most
-    ``most_labels`` labels (0: any number)."""
+    """Where a kernel runs: from ``fewest`` elements, and for hinge too if ``hinge``."""
 
     fewest: int
     hinge: bool
-    most_labels: int
 
 
 #: Where each kernel measured at least 1.3x faster than its plain reference
 #: (``python -m benchmarks.functions``, one thread, plain time / kernel time; the run quoted in the
-#: README's performance section): the sums, cross-entropy, one label: 1.31x at 2^17 and 1.43x at
-#: 2^20 elements (eight labels: 1.24x and 1.30x; hinge 0.6-0.8x); the rows, cross-entropy: 1.67x
-#: (one label) and 1.50x (eight) at 2^20 (1.09-1.21x at 2^17, 0.5-0.8x below; hinge 0.5-0.9x);
-#: the anchor sum: 2.30x / 1.74x (cross-entropy / hinge) at 2^19.3 and 3.9x / 2.3x at 2^22.3
-#: elements, with 64-100x less memory kept for backward (1.24x / 1.23x at 2^16.3). The blocked
-#: ROC-AUC form always runs (1.44x at B = 1024, 5.8x at 4096; the pairwise form keeps B^2 pair
-#: values for backward).
+#: README's performance section): the sums, cross-entropy: 1.59x (one label) and 1.43x (eight)
+#: at 2^20 elements (1.08-1.27x from 2^17 to 2^18.6, hinge 0.6-0.8x); the rows, cross-entropy:
+#: 1.67x (one label) and 1.50x (eight) at 2^20 (1.09-1.21x at 2^17, 0.5-0.8x below; hinge
+#: 0.5-0.9x); the anchor sum: 2.30x / 1.74x (cross-entropy / hinge) at 2^19.3 and 3.9x / 2.3x at
+#: 2^22.3 elements, with 64-100x less memory kept for backward (1.24x / 1.23x at 2^16.3). The
+#: blocked ROC-AUC form always runs (1.44x at B = 1024, 5.8x at 4096; the pairwise form keeps B^2
+#: pair values for backward).
 KERNELS = {
-    "sums": Kernel(1 << 17, hinge=False, most_labels=1),
-    "rows": Kernel(1 << 20, hinge=False, most_labels=0),
-    "anchor_sum": Kernel(1 << 17, hinge=True, most_labels=0),
+    "sums": Kernel(1 << 20, hinge=False),
+    "rows": Kernel(1 << 20, hinge=False),
+    "anchor_sum": Kernel(1 << 17, hinge=True),
 }
 
 
 def use_kernel(kernel: str, x: torch.Tensor, hinge: bool, per_element: int = 1) -> bool:
-    """Whether ``kernel`` (a key of :data:`KERNELS`) computes on logits ``x [B, L]`` (times
+    """Whether ``kernel`` (a key of :data:`KERNELS`) computes on logits ``x`` (times
     ``per_element``: the anchors of PR-AUC) with the ``hinge`` or cross-entropy surrogate, rather
     than plain ops: never while compiling (Dynamo cannot trace a custom ``jvp``)."""
-    fewest, hinge_too, most_labels = KERNELS[kernel]
-    labels = x.shape[-1] if x.dim() > 1 else 1
-    return (not compiling() and x.numel() * per_element >= fewest and (hinge_too or not hinge)
-            and (most_labels == 0 or labels <= most_labels))
+    fewest, hinge_too = KERNELS[kernel]
+    return not compiling() and x.numel() * per_element >= fewest and (hinge_too or not hinge)
 
 
 def apply(function: Any, *args: Any) -> Any:

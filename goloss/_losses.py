@@ -210,7 +210,8 @@ def rate_loss(
             batch.active if batch.weighted else None, batch.hinge,
         )
     else:
-        s_positive, s_negative = surrogate_sums(batch.x, batch.on_positives, batch.on_negatives, batch.hinge)
+        on_negatives = batch.on_negatives if batch.weighted else None  # None: 1 - y, implicit in the kernel
+        s_positive, s_negative = surrogate_sums(batch.x, batch.on_positives, on_negatives, batch.hinge)
     objective = s_positive if lagrangian.objective_on_positives else s_negative
     violation = torch.as_tensor(times(a, s_positive) + times(b, s_negative) + k * batch.active_rows)
     if reduction != "none":  # few graph nodes on the loss's path: the normalisation once, on the total
@@ -435,7 +436,7 @@ def pr_auc_loss(
     objective = positive_sums.sum(-1) * scale
     violation = (a * positive_sums + b * negative_sums + k * rows) * scale
     # The bounds, as in the original, are those of the logits without the biases.
-    sums = surrogate_sums(batch.x, batch.on_positives, batch.on_negatives, batch.hinge)
+    sums = surrogate_sums(batch.x, batch.on_positives, batch.on_negatives if batch.weighted else None, batch.hinge)
     aux = _aux(batch, lam, p, sums, objective, violation, anchors, "precision", biases, counts)
     return batch.finish(loss, aux)
 

@@ -27,19 +27,12 @@ import torch
 from . import _dispatch
 from ._large_outputs import empty_output
 from ._math import logits_grad, loss_if_positive, surrogate_slopes, surrogate_values
-from ._surrogate_sums import batch_dot
+from ._surrogate_sums import batch_dot, batch_sum
 
 
 def _sum_to(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     """``tensor`` summed down to ``shape`` (the inverse of broadcasting)."""
     return tensor if tensor.shape == shape else tensor.sum_to_size(shape)
-
-
-def _batch_sum(part: torch.Tensor) -> torch.Tensor:
-    """``part.sum(-2)``; one label as a contiguous sum (a strided reduction of ``[B, 1]`` is slow)."""
-    if part.dim() == 2 and part.shape[1] == 1:
-        return part.reshape(-1).sum(0, keepdim=True)
-    return part.sum(-2)
 
 
 def _contract(grad: torch.Tensor, part: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -105,7 +98,7 @@ class SurrogateRows(torch.autograd.Function):
             shape = torch.broadcast_shapes(rows.shape, constant.shape, beta.shape, negative.shape)
             fits = eager and rows.shape == shape
             rows = rows.add_(constant).addcmul_(beta, negative) if fits else rows + constant + beta * negative
-        return rows, sign * _batch_sum(positive), _batch_sum(negative), positive, negative
+        return rows, sign * batch_sum(positive), batch_sum(negative), positive, negative
 
     @staticmethod
     def setup_context(ctx, inputs, output):

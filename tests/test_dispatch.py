@@ -49,8 +49,8 @@ def test_kernel_table():
     fewest = _dispatch.KERNELS["sums"].fewest
     assert not _dispatch.use_kernel("sums", torch.empty(fewest - 1, 1), False)
     assert _dispatch.use_kernel("sums", torch.empty(fewest, 1), False)
-    assert _dispatch.use_kernel("sums", torch.empty(fewest), False)  # [B] logits: one label
-    assert not _dispatch.use_kernel("sums", torch.empty(fewest, 8), False)  # one label only
+    assert _dispatch.use_kernel("sums", torch.empty(fewest), False)  # [B] logits
+    assert _dispatch.use_kernel("sums", torch.empty(fewest // 8, 8), False)  # elements, whatever L
     assert not _dispatch.use_kernel("sums", torch.empty(fewest, 1), True)  # hinge: slower than plain ops
     assert not _dispatch.use_kernel("rows", torch.empty(1 << 20, 1), True)
     assert _dispatch.use_kernel("rows", torch.empty(1 << 17, 8), False)
@@ -74,8 +74,8 @@ def test_kernel_and_plain_paths_agree_across_the_threshold(monkeypatch, reductio
         return loss.detach(), aux, logits.grad
 
     kernel = run()
-    monkeypatch.setitem(_dispatch.KERNELS, "sums", _dispatch.Kernel(1 << 40, True, 0))
-    monkeypatch.setitem(_dispatch.KERNELS, "rows", _dispatch.Kernel(1 << 40, True, 0))
+    monkeypatch.setitem(_dispatch.KERNELS, "sums", _dispatch.Kernel(1 << 40, True))
+    monkeypatch.setitem(_dispatch.KERNELS, "rows", _dispatch.Kernel(1 << 40, True))
     plain = run()
     torch.testing.assert_close(kernel[0], plain[0])
     torch.testing.assert_close(kernel[2], plain[2])
@@ -85,7 +85,7 @@ def test_kernel_and_plain_paths_agree_across_the_threshold(monkeypatch, reductio
 
 def test_without_the_transform_probe_nothing_is_written_in_place_and_results_agree(monkeypatch):
     """Fallback of ``torch._C._functorch.maybe_current_level``: assume a transform may be active."""
-    x, y = batch(1 << 18, seed=1)
+    x, y = batch(1 << 20, seed=1)
     logits = x.clone().requires_grad_()
     expected, _ = goloss.recall_at_precision_loss(None, 1.0, logits, y, target_precision=0.9, reduction="none")
     expected_grad, = torch.autograd.grad(expected.sum(), logits)
@@ -103,7 +103,7 @@ def test_without_the_transform_probe_nothing_is_written_in_place_and_results_agr
 
 def test_without_the_fast_apply_the_kernels_use_function_apply(monkeypatch):
     """Fallback of ``Function.apply``'s C entry point: ``Function.apply``."""
-    x, y = batch(1 << 18, seed=2)
+    x, y = batch(1 << 20, seed=2)
     logits = x.clone().requires_grad_()
     expected = goloss.precision_at_recall_loss(None, 2.0, logits, y, target_recall=0.6, reduction="mean")[0]
     expected_grad, = torch.autograd.grad(expected, logits)
@@ -155,7 +155,7 @@ class ReadCounter:
         return counted
 
 
-@pytest.mark.parametrize("rows", [64, 1 << 18])
+@pytest.mark.parametrize("rows", [64, 1 << 20])
 @pytest.mark.parametrize("checks", [True, False])
 @pytest.mark.parametrize("make", [*RATE_MODULES, lambda: goloss.PrecisionRecallAUCLoss(num_anchors=4)],
                          ids=["R@P", "P@R surrogate", "TPR@FPR auto", "PR-AUC"])
