@@ -66,7 +66,7 @@ class AnchorSum(torch.autograd.Function):
     differentiable in x, w, b and lambdas (the outputs after ``g`` carry no gradient).
 
     Measured gain over :func:`plain_anchor_sum` (``python -m benchmarks.functions``, one thread):
-    2.30x / 1.74x (cross-entropy / hinge) at B = 2^15, A = 20 and 3.9x / 2.3x at B = 2^18, with
+    2.13x / 1.79x (cross-entropy / hinge) at B = 2^15, A = 20 and 3.4x / 1.9x at B = 2^18, with
     64-100x less memory kept for backward; where it runs: :data:`goloss._dispatch.KERNELS`.
     """
 

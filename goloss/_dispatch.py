@@ -77,15 +77,15 @@ class Kernel(NamedTuple):
     hinge: bool
 
 
-#: Where each kernel measured at least 1.3x faster than its plain reference
-#: (``python -m benchmarks.functions``, one thread, plain time / kernel time; the run quoted in the
-#: README's performance section): the sums, cross-entropy: 1.59x (one label) and 1.43x (eight)
-#: at 2^20 elements (1.08-1.27x from 2^17 to 2^18.6, hinge 0.6-0.8x); the rows, cross-entropy:
-#: 1.67x (one label) and 1.50x (eight) at 2^20 (1.09-1.21x at 2^17, 0.5-0.8x below; hinge
-#: 0.5-0.9x); the anchor sum: 2.30x / 1.74x (cross-entropy / hinge) at 2^19.3 and 3.9x / 2.3x at
-#: 2^22.3 elements, with 64-100x less memory kept for backward (1.24x / 1.23x at 2^16.3). The
-#: blocked ROC-AUC form always runs (1.44x at B = 1024, 5.8x at 4096; the pairwise form keeps B^2
-#: pair values for backward).
+#: Where each kernel runs: where it measured faster than its plain reference by at least 1.3x
+#: (``python -m benchmarks.functions``, one thread, plain time / kernel time; the run quoted in
+#: the README's performance section). The sums, cross-entropy, at 2^20 elements: 1.57x (one
+#: label) and 1.26-1.43x (eight labels, two runs); 1.07-1.27x from 2^17 to 2^18.6; hinge
+#: 0.6-0.8x. The rows, cross-entropy, at 2^20: 1.58x (one label) and 1.35x (eight);
+#: 1.07-1.19x at 2^17 and 0.5-0.8x below; hinge 0.5-0.9x. The anchor sum, cross-entropy /
+#: hinge: 2.13x / 1.79x at 2^19.3 and 3.4x / 1.9x at 2^22.3 elements, with 64-100x less memory
+#: kept for backward; 1.21x / 1.07x at 2^16.3. The blocked ROC-AUC form always runs: 1.39x at
+#: B = 1024 and 4.6x at 4096, and the pairwise form keeps B^2 pair values for backward.
 KERNELS = {
     "sums": Kernel(1 << 20, hinge=False),
     "rows": Kernel(1 << 20, hinge=False),

@@ -383,7 +383,7 @@ class _BlockedXentRocAucNoJvp(torch.autograd.Function):
     """Blocked pairwise xent ROC-AUC on ``[L, B]`` inputs, with a backward that recomputes the slabs.
 
     Measured gain over :func:`pairwise_roc_auc` (``python -m benchmarks.functions``, one thread):
-    1.44x at B = 1024 and 5.8x at 4096, keeping nothing but its inputs for backward (the pairwise
+    1.39x at B = 1024 and 4.6x at 4096, keeping nothing but its inputs for backward (the pairwise
     form keeps B^2 pair values: 192 MiB at B = 4096).
 
     ``generate_vmap_rule = True``: forward and backward are plain out-of-place

@@ -68,7 +68,7 @@ class SurrogateRows(torch.autograd.Function):
     (backward, jvp, and a vmap rule that keeps ``P`` and ``N`` unbatched).
 
     Measured gain over :func:`plain_surrogate_rows` (``python -m benchmarks.functions``, one
-    thread): 1.67x (one label) and 1.50x (eight labels) at 2^20 elements, cross-entropy; where it
+    thread): 1.58x (one label) and 1.35x (eight labels) at 2^20 elements, cross-entropy; where it
     runs: :data:`goloss._dispatch.KERNELS`.
     """
 
