@@ -256,6 +256,29 @@ def _vecmat(vectors, matrix):
     return torch.matmul(matrix.transpose(1, 2), vectors)
 
 
+def _over_slabs(x, y, block_size, slab) -> list:
+    """The one loop over the slabs: rows ``start:stop`` against columns ``start:`` of each ``[L, B]``
+    problem. ``slab(start, stop, d, minus_m)`` gives, per output, ``(row, columns)``: the slab's
+    sums for its rows ``[L, stop - start]`` and for the columns ``start:`` (``[L, B - start]``,
+    None if none), or None for an output not wanted. Returns each output's total times
+    ``0.5 / B``, ``[L, B]`` (None where not wanted)."""
+    batch_size = x.shape[-1]
+    rows: list = []
+    later: list = []
+    for start in range(0, batch_size, block_size):
+        stop = min(start + block_size, batch_size)
+        parts = slab(start, stop, *_pair_slab(x, y, start, stop))
+        if not rows:
+            rows, later = [[] for _ in parts], [torch.zeros_like(x) for _ in parts]
+        for index, part in enumerate(parts):
+            if part is not None:
+                rows[index].append(part[0])
+                if part[1] is not None:
+                    later[index] = later[index] + F.pad(part[1], (start, 0))
+    scale = 0.5 / batch_size
+    return [scale * (torch.cat(row, -1) + total) if row else None for row, total in zip(rows, later)]
+
+
 def _blocked_xent_forward(x, y, w, block_size):
     """Row sums of the symmetric matrix ``F_ji = w_j w_i |d| softplus(-m)``, times ``0.5 / B``.
 
@@ -267,18 +290,16 @@ def _blocked_xent_forward(x, y, w, block_size):
     ``w_J * (K @ w)`` and ``w * (K^T @ w_J)`` with ``K = |d| softplus(-m)``.
     Everything is out of place, so the function also runs under ``vmap``.
     """
-    batch_size = x.shape[-1]
-    rows = []
-    later = torch.zeros_like(x)  # contributions of earlier blocks to each row
-    for start in range(0, batch_size, block_size):
-        stop = min(start + block_size, batch_size)
-        d, minus_m = _pair_slab(x, y, start, stop)
+
+    def slab(start, stop, d, minus_m):
         k = d.abs() * F.softplus(minus_m)
-        rows.append(w[:, start:stop] * _matvec(k, w[:, start:].unsqueeze(-1)).squeeze(-1))
-        if stop < batch_size:
-            column_sums = _vecmat(w[:, start:stop].unsqueeze(-1), k[:, :, stop - start :]).squeeze(-1)
-            later = later + F.pad(w[:, stop:] * column_sums, (stop, 0))
-    return (0.5 / batch_size) * (torch.cat(rows, -1) + later)
+        row = w[:, start:stop] * _matvec(k, w[:, start:].unsqueeze(-1)).squeeze(-1)
+        if stop == x.shape[-1]:
+            return [(row, None)]
+        column_sums = _vecmat(w[:, start:stop].unsqueeze(-1), k[:, :, stop - start :]).squeeze(-1)
+        return [(row, F.pad(w[:, stop:] * column_sums, (stop - start, 0)))]
+
+    return _over_slabs(x, y, block_size, slab)[0]
 
 
 def _blocked_xent_backward(grad_out, x, y, w, block_size, need_x, need_w):
@@ -299,39 +320,29 @@ def _blocked_xent_backward(grad_out, x, y, w, block_size, need_x, need_w):
     Each slab is read by two batched matrix products per matrix, never by
     elementwise products with ``G``.
     """
-    batch_size = x.shape[-1]
-    grad_x_rows, grad_w_rows = [], []
-    grad_x_later = torch.zeros_like(x)
-    grad_w_later = torch.zeros_like(w)
-    for start in range(0, batch_size, block_size):
-        stop = min(start + block_size, batch_size)
-        d, minus_m = _pair_slab(x, y, start, stop)
+
+    def slab(start, stop, d, minus_m):
         abs_d = d.abs()
         g_rows, w_rows, w_columns = grad_out[:, start:stop], w[:, start:stop], w[:, start:]
         h = torch.cat([torch.zeros_like(g_rows), grad_out[:, stop:]], -1)  # [L, columns]
         right = torch.stack([w_columns, h * w_columns], -1)  # [L, columns, 2]
         left = torch.stack([w_rows, g_rows * w_rows], -1)  # [L, rows, 2]
 
-        def contract(matrix, right=right, left=left, g_rows=g_rows, h=h):
+        def contract(matrix):
             """``(g_j (M w)_j + (M (h w))_j, (M^T (g w))_i + h_i (M^T w)_i)``."""
             row_part = _matvec(matrix, right)  # [L, rows, 2]
             column_part = _vecmat(left, matrix)  # [L, columns, 2]
-            return (
-                g_rows * row_part[..., 0] + row_part[..., 1],
-                column_part[..., 1] + h * column_part[..., 0],
-            )
+            return g_rows * row_part[..., 0] + row_part[..., 1], column_part[..., 1] + h * column_part[..., 0]
 
+        parts: list = [None, None]
         if need_x:
             row_grad, column_grad = contract(abs_d * d * torch.sigmoid(minus_m))
-            grad_x_rows.append(-w_rows * row_grad)
-            grad_x_later = grad_x_later + F.pad(w_columns * column_grad, (start, 0))
+            parts[0] = (-w_rows * row_grad, w_columns * column_grad)
         if need_w:
-            row_grad, column_grad = contract(abs_d * F.softplus(minus_m))
-            grad_w_rows.append(row_grad)
-            grad_w_later = grad_w_later + F.pad(column_grad, (start, 0))
-    scale = 0.5 / batch_size
-    grad_x = scale * (torch.cat(grad_x_rows, -1) + grad_x_later) if need_x else None
-    grad_w = scale * (torch.cat(grad_w_rows, -1) + grad_w_later) if need_w else None
+            parts[1] = contract(abs_d * F.softplus(minus_m))
+        return parts
+
+    grad_x, grad_w = _over_slabs(x, y, block_size, slab)
     return grad_x, grad_w
 
 
@@ -345,11 +356,8 @@ def _blocked_xent_jvp(x, y, w, tangent_x, tangent_w, block_size):
     + s_i (K^T w)_i``.
     """
     batch_size = x.shape[-1]
-    rows = []
-    later = torch.zeros_like(x)
-    for start in range(0, batch_size, block_size):
-        stop = min(start + block_size, batch_size)
-        d, minus_m = _pair_slab(x, y, start, stop)
+
+    def slab(start, stop, d, minus_m):
         abs_d = d.abs()
         w_rows, w_columns = w[:, start:stop], w[:, start:]
         row = torch.zeros_like(w_rows)
@@ -373,10 +381,9 @@ def _blocked_xent_jvp(x, y, w, tangent_x, tangent_w, block_size):
             if stop < batch_size:
                 column_part = _vecmat(torch.stack([w_rows, s_rows], -1), k[:, :, split:])
                 column = column + w[:, stop:] * column_part[..., 1] + tangent_w[:, stop:] * column_part[..., 0]
-        rows.append(row)
-        if stop < batch_size:
-            later = later + F.pad(column, (stop, 0))
-    return (0.5 / batch_size) * (torch.cat(rows, -1) + later)
+        return [(row, F.pad(column, (split, 0)) if stop < batch_size else None)]
+
+    return _over_slabs(x, y, block_size, slab)[0]
 
 
 class _BlockedXentRocAucNoJvp(torch.autograd.Function):

@@ -31,6 +31,8 @@ does ascent on it (always on the surrogate gradient).
 
 from __future__ import annotations
 
+import inspect
+import textwrap
 import warnings
 from typing import Any, Optional, cast
 from collections.abc import Sequence
@@ -68,32 +70,13 @@ UNSTEPPED_FORWARDS_WARNING = 50
 #: Backward passes in a row that leave PR-AUC's biases unchanged before it warns.
 FROZEN_BIASES_WARNING = 10
 
-_ARGUMENTS_DOC = """
-      surrogate_type (default "xent"): ``"xent"`` or ``"hinge"``.
-      reduction (default "mean"): ``"mean"``, ``"sum"`` or ``"none"``, as in ``BCEWithLogitsLoss``.
-      lambdas_init (default 1.0): initial value of the multipliers, >= 0.
-      label_priors (default None): fixed ``[L]`` priors, or None for streaming counts updated by each
-        training forward.
-      dual_lr (default None): learning rate of :meth:`dual_step`, >= 0, or None for the signal's
-        default (``DEFAULT_DUAL_LR``: 0.05 strict, 1.0 surrogate).
-      dual_signal (default "strict"): ``"strict"``: the multipliers ascend on the 0-1 constraint at
-        the threshold (a rate deficit); ``"surrogate"``: on the gradient of the loss, the surrogate
-        bound's violation (the original).
-      dual_mode (default "explicit"): ``"explicit"`` (a buffer and :meth:`dual_step`) or
-        ``"reverse_gradient"`` (the original: a parameter whose gradient is multiplied by
-        ``-dual_rate_factor``).
-      dual_rate_factor (default 0.1): ``"reverse_gradient"`` only: the gradient reversal factor.
-      positive_pseudocount, negative_pseudocount (default 1.0): initial streaming counts, >= 0.
-      auto_dual_step (default False): take the dual step at the end of every training forward
-        (simultaneous descent-ascent), so that a loop written for ``BCEWithLogitsLoss`` needs no
-        extra line.
-      process_group (default None): the ``torch.distributed`` group to synchronise over (default:
-        the world, when initialised): prior counts and strict counts are summed, surrogate
-        violations averaged over ranks, so every rank holds the same state.
+class _ConstrainedLoss(nn.Module):
+    """The state of a constrained loss (multipliers, label-prior counts, the recorded dual signal)
+    around one call of its entry point in :mod:`goloss._losses`, and the dual step.
 
     Attributes:
-      lambdas: the multipliers, ``{shape}``, >= 0 (a buffer; a parameter with
-        ``dual_mode="reverse_gradient"``).{extra}
+      lambdas: the multipliers, ``[L]`` (``[L, A]`` for PR-AUC), >= 0 (a buffer; a parameter with
+        ``dual_mode="reverse_gradient"``).
       weighted_label_counts, weight_sum: ``[L]`` streaming prior counts (without fixed
         ``label_priors``; ``label_priors`` is then None).
       violation_sum, violation_count: the recorded dual signal since the last
@@ -109,12 +92,7 @@ _ARGUMENTS_DOC = """
     Shape:
       logits and labels ``[B]`` or ``[B, L]``; output ``[]``, or with ``reduction="none"`` the
       shape of logits.
-"""
-
-
-class _ConstrainedLoss(nn.Module):
-    """The state of a constrained loss (multipliers, label-prior counts, the recorded dual signal)
-    around one call of its entry point in :mod:`goloss._losses`, and the dual step."""
+    """
 
     _constraint = "precision"
     _target_name = "target"
@@ -131,6 +109,29 @@ class _ConstrainedLoss(nn.Module):
         dual_mode: str, dual_rate_factor: float, positive_pseudocount: float, negative_pseudocount: float,
         auto_dual_step: bool, process_group: Any,
     ) -> None:
+        """The keyword arguments that every constrained module takes:
+        surrogate_type (default "xent"): ``"xent"`` or ``"hinge"``.
+        reduction (default "mean"): ``"mean"``, ``"sum"`` or ``"none"``, as in ``BCEWithLogitsLoss``.
+        lambdas_init (default 1.0): initial value of the multipliers, >= 0.
+        label_priors (default None): fixed ``[L]`` priors, or None for streaming counts updated by each
+          training forward.
+        dual_lr (default None): learning rate of :meth:`dual_step`, >= 0, or None for the signal's
+          default (``DEFAULT_DUAL_LR``: 0.05 strict, 1.0 surrogate).
+        dual_signal (default "strict"): ``"strict"``: the multipliers ascend on the 0-1 constraint at
+          the threshold (a rate deficit); ``"surrogate"``: on the gradient of the loss, the surrogate
+          bound's violation (the original).
+        dual_mode (default "explicit"): ``"explicit"`` (a buffer and :meth:`dual_step`) or
+          ``"reverse_gradient"`` (the original: a parameter whose gradient is multiplied by
+          ``-dual_rate_factor``).
+        dual_rate_factor (default 0.1): ``"reverse_gradient"`` only: the gradient reversal factor.
+        positive_pseudocount, negative_pseudocount (default 1.0): initial streaming counts, >= 0.
+        auto_dual_step (default False): take the dual step at the end of every training forward
+          (simultaneous descent-ascent), so that a loop written for ``BCEWithLogitsLoss`` needs no
+          extra line.
+        process_group (default None): the ``torch.distributed`` group to synchronise over (default:
+          the world, when initialised): prior counts and strict counts are summed, surrogate
+          violations averaged over ranks, so every rank holds the same state.
+        """
         super().__init__()
         check_positive_int("num_labels", num_labels)
         _math.indicator_scale(surrogate_type)  # validates surrogate_type
@@ -433,16 +434,23 @@ class _RateLoss(_ConstrainedLoss):
         return f"{self._target_name}=[{targets}], " + super().extra_repr()
 
 
-_TARGET_ATTRIBUTE = "\n      target: ``[L]``, the target (in ``state_dict``)."
+def _module_doc(head: str, attributes: str, example: str = "") -> str:
+    """A public module's docstring: its own ``head`` (summary and first arguments), the shared
+    keyword arguments (``_ConstrainedLoss.__init__``), the shared attributes (``_ConstrainedLoss``)
+    with its own ``attributes`` after them, and an ``example``."""
+    arguments = inspect.cleandoc(_ConstrainedLoss.__init__.__doc__ or "").split("\n", 1)[1]
+    shared_arguments = textwrap.indent(arguments, " " * 6)
+    state, shape = (_ConstrainedLoss.__doc__ or "").split("\n\n", 1)[1].rstrip().split("\n\n")
+    return f"{head}\n{shared_arguments}\n\n{state}{attributes}\n\n{shape}\n{example}"
 
 
 def _rate_module_doc(summary: str, target: str, example: str) -> str:
-    arguments = _ARGUMENTS_DOC.format(shape="``[L]``", extra=_TARGET_ATTRIBUTE)
-    return f"""{summary}
+    head = f"""{summary}
 
     Args:
       {target}: number or ``[L]`` tensor in [0, 1].
-      num_labels (default 1): ``L``.{arguments}
+      num_labels (default 1): ``L``."""
+    return _module_doc(head, "\n      target: ``[L]``, the target (in ``state_dict``).", f"""
     Example:
       >>> import torch, goloss
       >>> criterion = goloss.{example}
@@ -453,7 +461,7 @@ def _rate_module_doc(summary: str, target: str, example: str) -> str:
       >>> criterion.dual_step()  # 0.4 exceeds the room for error (0.1): lambdas * (1 + 0.05) + 0.05
       >>> criterion.lambdas
       tensor([1.1000])
-    """
+    """)
 
 
 _SHARED = ("surrogate_type", "reduction", "lambdas_init", "label_priors", "dual_lr", "dual_signal", "dual_mode",
@@ -538,7 +546,7 @@ TPRAtFPRLoss = TruePositiveRateAtFalsePositiveRateLoss
 
 
 class PrecisionRecallAUCLoss(_ConstrainedLoss):
-    __doc__ = """Maximise the area under the precision-recall curve over ``precision_range``.
+    __doc__ = _module_doc("""Maximise the area under the precision-recall curve over ``precision_range``.
 
     A Riemann sum of recall-at-precision constraints at ``A = num_anchors`` anchor precisions,
     each with its own bias and multiplier; the strict violation of anchor ``k`` is ``a_k`` minus
@@ -547,11 +555,9 @@ class PrecisionRecallAUCLoss(_ConstrainedLoss):
     Args:
       num_labels (default 1): ``L``.
       precision_range (default (0.0, 1.0)): ``(lo, hi)`` with ``0 <= lo < hi <= 1``.
-      num_anchors (default 20): ``A``.""" + _ARGUMENTS_DOC.format(
-        shape="``[L, A]``",
-        extra="\n      biases: ``[L, A]`` per-anchor biases, an ``nn.Parameter``: put "
-              "``criterion.parameters()`` in your optimizer (it warns if they never move).",
-    )
+      num_anchors (default 20): ``A``.""",
+        "\n      biases: ``[L, A]`` per-anchor biases, an ``nn.Parameter``: put ``criterion.parameters()``"
+        "\n        in your optimizer (it warns if they never move).")
     anchors: torch.Tensor
 
     def __init__(
