@@ -17,7 +17,6 @@ import torch
 
 from . import _dispatch
 
-Scalar = Union[float, int]
 TensorLike = Union[torch.Tensor, float, int]
 
 SURROGATE_TYPES = ("xent", "hinge")

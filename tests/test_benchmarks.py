@@ -11,19 +11,24 @@ import torch
 ROOT = pathlib.Path(__file__).parents[1]
 
 
-def test_benchmark_quick_mode_prints_the_tables():
+def quick_run(module: str, timeout: int) -> list[str]:
+    """The printed lines of ``python -m MODULE --quick``, which must succeed."""
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", module, "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=timeout
     )
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+    return result.stdout.splitlines()
+
+
+def test_benchmark_quick_mode_prints_the_tables():
+    lines = quick_run("benchmarks.run", 300)
     assert "threads" in lines[0] and "eager" in lines[2]
     rows = [line.split("  ")[0].strip() for line in lines[4:11]]
     assert rows[0] == "recall_at_precision_loss" and rows[4] == "precision_recall_auc_loss"
     assert rows[5:] == ["roc_auc_loss (hinge)", "roc_auc_loss (xent)"]
     ratios = [float(line[48:].split()[3]) for line in lines[4:11]]  # the eager column
     assert all(ratio > 0 for ratio in ratios)
-    assert "vmap over K = 2 target precisions" in result.stdout
+    assert any("vmap over K = 2 target precisions" in line for line in lines)
 
     # The module and small-batch table: every acceptance row, with a finite positive median
     # ratio, its IQR and min-max, the target and whether it is met.
@@ -57,3 +62,21 @@ def test_operating_point_harness_holds_fixed_multipliers_and_passes_the_learning
 
     lines = op.summarise([fixed, moving], tol=0.025, tol_heldout=0.03)
     assert [line[5] for line in lines[1:]] == ["default", "0, init 0.3"]
+
+
+def test_function_benchmark_quick_mode_prints_a_row_per_function():
+    """Each kernel's row against its plain reference (no timing asserted)."""
+    lines = quick_run("benchmarks.functions", 120)
+    assert "threads 1" in lines[0] and "process CPU time" in lines[0]
+    assert lines[1].split() == ["function", "size", "ratio", "min-max", "saved", "MiB", "plain", "Function"]
+    assert set(lines[2]) == {"-"}
+    table = [line for line in lines[3:] if line and not line.startswith("pairwise_roc_auc at B=32768")]
+    names = {line.split()[0] for line in table}
+    assert names == {"SurrogateSums", "SurrogateRows", "AnchorSum", "blocked_xent_roc_auc"}
+    for line in table:
+        *_, ratio, spread, plain_mib, function_mib = line.split()
+        low, high = map(float, spread.split("-"))
+        assert all(math.isfinite(v) and v > 0 for v in (float(ratio), low, high)), line
+        assert low <= float(ratio) <= high, line
+        assert float(plain_mib) >= 0 and float(function_mib) >= 0, line
+    assert "pairwise_roc_auc at B=32768" in lines[-1]
