@@ -8,7 +8,7 @@ instead ascend on the constraint measured with 0-1 indicators at the threshold (
 ``target - precision``: in [-1, 1] whatever the batch size, positive rate or loss, so that one
 dual learning rate serves them all. A constraint met *vacuously* on a batch, a precision (1) or
 an FPR (0) with no predicted positive, a recall (1) with every example predicted positive,
-gives a tenth of its deficit as the violation (``EMPTY_BATCH_WEIGHT``): the multiplier comes
+gives a tenth of its deficit as the violation (``_math.EMPTY_BATCH_WEIGHT``): the multiplier comes
 down rather than leave the model there, but slowly, so that it does not collapse to 0 and swing
 the model to the opposite extreme (a relay oscillation between predicting nothing and
 predicting everything, seen with precision and FPR targets); a recall without positives or an
