@@ -45,12 +45,15 @@ def plain_surrogate_sums(x, on_positives, on_negatives, hinge: bool) -> tuple[to
     """``(S+ [L], S- [L])`` as plain ops (the reference, and the path where no kernel runs;
     ``on_negatives`` None: ``1 - on_positives``). Cross-entropy: ``-L+(x)`` in one pass,
     ``L-(x) = x - (-L+(x))``."""
-    on_negatives = 1.0 - on_positives if on_negatives is None else on_negatives
     if hinge:
         positive, negative = surrogate_values(x, True)
+        on_negatives = 1.0 - on_positives if on_negatives is None else on_negatives
         return batch_dot(on_positives, positive), batch_dot(on_negatives, negative)
     signed = loss_if_positive(x, False, negated=True)
-    return -batch_dot(on_positives, signed), batch_dot(on_negatives, x - signed)
+    negative = x - signed
+    if on_negatives is None:  # sum (1 - c) L- = sum L- - sum c L-: no [B, L] tensor for 1 - c
+        return -batch_dot(on_positives, signed), batch_sum(negative) - batch_dot(on_positives, negative)
+    return -batch_dot(on_positives, signed), batch_dot(on_negatives, negative)
 
 
 class SurrogateSums(torch.autograd.Function):
