@@ -47,6 +47,11 @@ except (ImportError, AttributeError, KeyError):  # pragma: no cover - another to
     _c_apply = None
 
 
+def small(x: torch.Tensor) -> bool:
+    """At most :data:`SMALL` elements: per-op overhead dominates, so fewer ops beat fewer passes."""
+    return x.numel() <= SMALL
+
+
 def compiling() -> bool:
     """Inside ``torch.compile`` (Dynamo tracing)."""
     return torch.compiler.is_compiling()

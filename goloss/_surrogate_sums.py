@@ -27,7 +27,7 @@ def batch_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     product is a slow strided one). Otherwise the product and a contiguous reduction.
     """
     a = a.expand_as(b)
-    if b.numel() <= _dispatch.SMALL:
+    if _dispatch.small(b):
         return torch.linalg.vecdot(a, b, dim=0)
     if b.dim() == 2 and b.shape[1] == 1:
         return torch.dot(a.reshape(-1), b.reshape(-1)).reshape(1)
@@ -51,8 +51,9 @@ def plain_surrogate_sums(x, on_positives, on_negatives, hinge: bool) -> tuple[to
         return batch_dot(on_positives, positive), batch_dot(on_negatives, negative)
     signed = loss_if_positive(x, False, negated=True)
     negative = x - signed
-    if on_negatives is None:  # sum (1 - c) L- = sum L- - sum c L-: no [B, L] tensor for 1 - c
+    if on_negatives is None and not _dispatch.small(x):  # sum (1 - c) L- = sum L- - sum c L-
         return -batch_dot(on_positives, signed), batch_sum(negative) - batch_dot(on_positives, negative)
+    on_negatives = 1.0 - on_positives if on_negatives is None else on_negatives  # fewer ops when small
     return -batch_dot(on_positives, signed), batch_dot(on_negatives, negative)
 
 

@@ -129,7 +129,7 @@ def _logits_and_labels_fine(logits: torch.Tensor, labels: torch.Tensor) -> bool:
     """Finite logits and labels in [0, 1], with one synchronisation. Small inputs: ``labels +
     0 * logits**2`` (NaN where a logit is not finite) within 0.5 of 0.5, in three small ops; large
     ones: two read-only ``aminmax`` passes."""
-    if logits.numel() <= _dispatch.SMALL:
+    if _dispatch.small(logits):
         probe = torch.addcmul(labels, logits, logits, value=0.0)
         return torch.linalg.vector_norm(probe.sub_(0.5), math.inf).item() <= 0.5  # NaN fails
     lowest, highest = torch.aminmax(logits)
