@@ -84,8 +84,8 @@ class Kernel(NamedTuple):
 
 #: Where each kernel runs: where it measured faster than its plain reference by at least 1.3x
 #: (``python -m benchmarks.functions``, one thread, plain time / kernel time; the run quoted in
-#: the README's performance section). The sums, cross-entropy, at 2^20 elements: 1.57x (one
-#: label) and 1.26-1.43x (eight labels, two runs); 1.07-1.27x from 2^17 to 2^18.6; hinge
+#: the README's performance section). The sums, cross-entropy, at 2^20 elements: 1.57-1.61x (one
+#: label) and 1.21-1.43x (eight labels, three runs); 1.07-1.33x from 2^17 to 2^18.6; hinge
 #: 0.6-0.8x. The rows, cross-entropy, at 2^20: 1.58x (one label) and 1.35x (eight);
 #: 1.07-1.19x at 2^17 and 0.5-0.8x below; hinge 0.5-0.9x. The anchor sum, cross-entropy /
 #: hinge: 2.13x / 1.79x at 2^19.3 and 3.4x / 1.9x at 2^22.3 elements, with 64-100x less memory

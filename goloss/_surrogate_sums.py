@@ -61,7 +61,7 @@ class SurrogateSums(torch.autograd.Function):
     """``(S+ [L], S- [L])``; differentiable in ``x`` and both weights (backward and jvp).
 
     Measured gain over :func:`plain_surrogate_sums` (``python -m benchmarks.functions``, one
-    thread): 1.57x (one label) and 1.26-1.43x (eight labels) at 2^20 elements, cross-entropy; where it
+    thread): 1.57-1.61x (one label) and 1.21-1.43x (eight labels) at 2^20 elements, cross-entropy; where it
     runs: :data:`goloss._dispatch.KERNELS`.
     """
 
