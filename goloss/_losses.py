@@ -14,7 +14,7 @@ AISTATS 2017 (arXiv:1608.04802); TensorFlow ``global_objectives``.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Any, Optional, Union, cast
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -213,7 +213,7 @@ def rate_loss(
         on_negatives = batch.on_negatives if batch.weighted else None  # None: 1 - y, implicit in the kernel
         s_positive, s_negative = surrogate_sums(batch.x, batch.on_positives, on_negatives, batch.hinge)
     objective = s_positive if lagrangian.objective_on_positives else s_negative
-    violation = torch.as_tensor(times(a, s_positive) + times(b, s_negative) + k * batch.active_rows)
+    violation = cast(torch.Tensor, times(a, s_positive) + times(b, s_negative) + k * batch.active_rows)
     if reduction != "none":  # few graph nodes on the loss's path: the normalisation once, on the total
         loss = torch.addcmul(objective, lam, violation).sum()
         loss = loss / batch.norm if batch.norm != 1.0 else loss

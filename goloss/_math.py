@@ -96,8 +96,9 @@ def logits_grad(
     in_place = _dispatch.in_place_in_backward() and weight.shape == torch.broadcast_shapes(
         x.shape, weight.shape, *(t.shape for t in (c, a, d, b) if isinstance(t, torch.Tensor))) == x.shape
     if not in_place:
-        weight = weight + b if d is None else weight + c * a
-        return slope_if_negative(x, False) * weight - c * a
+        positive = c * a
+        weight = weight + b if d is None else weight + positive
+        return slope_if_negative(x, False) * weight - positive
     weight = weight.add_(b) if d is None else _plus_product(weight, c, a)
     return _plus_product(slope_if_negative(x, False).mul_(weight), c, a, -1.0)
 

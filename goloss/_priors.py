@@ -11,7 +11,7 @@ The original keeps two accumulators per label, initialised to pseudo-counts
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, cast
 
 import torch
 
@@ -78,4 +78,4 @@ def update_label_prior_counts(
             f"got {labels.shape[1]}"
         )
     label_count, weight_sum, priors = add_to_prior_counts(*counts, (weights * labels).sum(0), weights.sum(0))
-    return LabelPriorCounts(label_count, torch.as_tensor(weight_sum)), priors
+    return LabelPriorCounts(label_count, cast(torch.Tensor, weight_sum)), priors

@@ -192,7 +192,7 @@ class _ConstrainedLoss(nn.Module):
         """The priors the next eval-mode call uses: fixed, or the streaming estimate ``[L]``."""
         if self.label_priors is not None:
             return self.label_priors
-        return cast(torch.Tensor, _math.label_prior(self.weighted_label_counts, self.weight_sum))
+        return _math.label_prior(self.weighted_label_counts, self.weight_sum)
 
     @torch.no_grad()
     def _add_to_prior_counts(self, positives: torch.Tensor, total) -> torch.Tensor:
@@ -204,8 +204,8 @@ class _ConstrainedLoss(nn.Module):
         label_count, weight_sum, priors = _math.add_to_prior_counts(
             self.weighted_label_counts, self.weight_sum, positives, total)
         self.weighted_label_counts.copy_(label_count)
-        self.weight_sum.copy_(torch.as_tensor(weight_sum))
-        return cast(torch.Tensor, priors)
+        self.weight_sum.copy_(cast(torch.Tensor, weight_sum))
+        return priors
 
     def _multipliers(self) -> torch.Tensor:
         if self.dual_mode == "reverse_gradient":
