@@ -14,6 +14,7 @@ AISTATS 2017 (arXiv:1608.04802); TensorFlow ``global_objectives``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Optional, Union, cast
 from collections.abc import Callable, Mapping, Sequence
 
@@ -43,6 +44,7 @@ from ._validation import (
     as_tensor,
     broadcast_to,
     check_choice,
+    check_logits_and_labels,
     check_unit_interval,
     check_values,
     reduce,
@@ -55,10 +57,21 @@ Aux = dict
 PriorSource = Callable[[torch.Tensor, Any], torch.Tensor]
 
 
+@dataclass
+class ModuleCall:
+    """A module's forward as the entry points see it: its ``num_labels``, and ``probes`` (device
+    tensors of one floating dtype) read back with the one value check of the logits and labels;
+    their values, flattened, land in ``read`` (empty without value checks)."""
+
+    num_labels: int
+    probes: Sequence[torch.Tensor] = ()
+    read: list = field(default_factory=list)
+
+
 class Batch:
     """Validated inputs of one call, brought to ``[B, L]``, with the per-label counts every loss reads.
 
-    ``num_labels`` is a module's ``L``: the label count is checked, and the module's own state
+    ``module`` is a module's call (:class:`ModuleCall`): the label count is checked, and the module's own state
     (multipliers, targets, priors) is trusted (its values were checked when set) and the aux
     keeps its ``L`` axis for ``[B]`` input. Without weights, ``active`` is 1, ``active_rows``
     and ``weight_sum`` are the number ``B``, and the positives are formed on first use.
@@ -70,18 +83,22 @@ class Batch:
     positives: Optional[torch.Tensor]
     _on_negatives: Optional[torch.Tensor]
 
-    def __init__(self, logits, labels, weights, surrogate_type, reduction, num_labels=None):
+    def __init__(self, logits, labels, weights, surrogate_type, reduction, module: Optional[ModuleCall] = None):
         self.scale = indicator_scale(surrogate_type)  # validates surrogate_type
         check_choice("reduction", reduction, REDUCTIONS)
         self.shape = logits.shape
         self.reduction = reduction
         self.hinge = surrogate_type == "hinge"
-        self.module = num_labels is not None
+        self.module = module is not None
         self.weighted = weights is not None  # without weights, w = 1 is never multiplied in
-        self.x, self.y, self._w = as_batch_by_label(logits, labels, weights, ones_for_none=False)
+        self.x, self.y, self._w = as_batch_by_label(logits, labels, weights, ones_for_none=False,
+                                                    value_checks=module is None)
         self.num_labels = self.x.shape[1]
-        if self.module and self.num_labels != num_labels:
-            raise ValueError(f"logits must have {num_labels} label(s) (num_labels), got shape {tuple(logits.shape)}")
+        if module is not None:
+            if self.num_labels != module.num_labels:
+                raise ValueError(f"logits must have {module.num_labels} label(s) (num_labels), "
+                                 f"got shape {tuple(logits.shape)}")
+            module.read = check_logits_and_labels(self.x, self.y, module.probes)
         rows = float(self.x.shape[0])
         # aux["objective"] and aux["violation"] are of the reduced loss (of the sum for "none").
         self.norm = float(self.x.numel()) if reduction == "mean" else 1.0
@@ -184,10 +201,10 @@ def rate_loss(
     lagrangian: RateLagrangian, name: str, params: Params, lambdas: TensorLike, logits: torch.Tensor,
     labels: torch.Tensor, target: TensorLike, target_name: str, *, weights: Optional[TensorLike],
     label_priors: Union[None, TensorLike, PriorSource], surrogate_type: str, reduction: str,
-    num_labels: Optional[int] = None,
+    module: Optional[ModuleCall] = None,
 ) -> tuple[torch.Tensor, Aux]:
-    """The entry point of the four rate losses, functions and modules alike (``num_labels``: a
-    module's, see :class:`Batch`).
+    """The entry point of the four rate losses, functions and modules alike (``module``: a
+    module's call, see :class:`Batch`).
 
     The objective and the violation (``dL/dlam`` of the reduced loss; of the sum for
     ``reduction="none"``) are formed from per-label batch sums, the same sums as the bounds;
@@ -198,7 +215,7 @@ def rate_loss(
     non-zero weight only.
     """
     _check_no_params(params, name)
-    batch = Batch(logits, labels, weights, surrogate_type, reduction, num_labels)
+    batch = Batch(logits, labels, weights, surrogate_type, reduction, module)
     lam = batch.per_label("lambdas", lambdas, non_negative=True)
     t = batch.per_label(target_name, target, unit_interval=True)
     p = batch.priors(label_priors)
@@ -406,7 +423,7 @@ def pr_auc_loss(
     params: Params, lambdas: TensorLike, logits: torch.Tensor, labels: torch.Tensor, *,
     precision_range: Sequence[float], num_anchors: int, weights: Optional[TensorLike],
     label_priors: Union[None, TensorLike, PriorSource], surrogate_type: str, reduction: str,
-    num_labels: Optional[int] = None,
+    module: Optional[ModuleCall] = None,
 ) -> tuple[torch.Tensor, Aux]:
     """The entry point of PR-AUC, function and module alike: recall at precision ``a_k`` per anchor
     (:data:`~goloss._math.RECALL_AT_PRECISION`'s coefficients with ``t = a_k``), normalised.
@@ -419,7 +436,7 @@ def pr_auc_loss(
     unknown = set(params or {}) - {"biases"}
     if unknown:
         raise ValueError(f"precision_recall_auc_loss params has one key, 'biases'; got unknown keys {sorted(unknown)}")
-    batch = Batch(logits, labels, weights, surrogate_type, reduction, num_labels)
+    batch = Batch(logits, labels, weights, surrogate_type, reduction, module)
     biases = (params or {}).get("biases")
     biases = batch.per_label("biases", 0.0 if biases is None else biases, (num_anchors,))
     lam = batch.per_label("lambdas", lambdas, (num_anchors,), non_negative=True)

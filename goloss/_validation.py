@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
 from typing import Optional, Union
 
 import torch
@@ -125,26 +126,42 @@ def broadcast_to(name: str, value: torch.Tensor, shape: tuple[int, ...], expecte
     return value.expand(shape)
 
 
-def _logits_and_labels_fine(logits: torch.Tensor, labels: torch.Tensor) -> bool:
-    """Finite logits and labels in [0, 1], with one synchronisation. Small inputs: ``labels +
-    0 * logits**2`` (NaN where a logit is not finite) within 0.5 of 0.5, in three small ops; large
-    ones: two read-only ``aminmax`` passes."""
+def _logits_and_labels_fine(logits: torch.Tensor, labels: torch.Tensor, probes: Sequence[torch.Tensor]) -> list:
+    """Whether logits are finite and labels lie in [0, 1], then the ``probes``' values, with one
+    synchronisation. Small inputs: ``labels + 0 * logits**2`` (NaN where a logit is not finite)
+    within 0.5 of 0.5, in three small ops; large ones: two read-only ``aminmax`` passes."""
     if _dispatch.small(logits):
         probe = torch.addcmul(labels, logits, logits, value=0.0)
-        return torch.linalg.vector_norm(probe.sub_(0.5), math.inf).item() <= 0.5  # NaN fails
-    lowest, highest = torch.aminmax(logits)
-    lowest_label, highest_label = torch.aminmax(labels)
-    return bool((lowest > -math.inf) & (highest < math.inf) & (lowest_label >= 0.0) & (highest_label <= 1.0))
+        distance = torch.linalg.vector_norm(probe.sub_(0.5), math.inf)
+        if not probes:
+            return [distance.item() <= 0.5]  # NaN fails
+        fine = distance <= 0.5
+    else:
+        lowest, highest = torch.aminmax(logits)
+        lowest_label, highest_label = torch.aminmax(labels)
+        fine = (lowest > -math.inf) & (highest < math.inf) & (lowest_label >= 0.0) & (highest_label <= 1.0)
+        if not probes:
+            return [bool(fine)]
+    values = torch.cat([fine.to(probes[0].dtype).reshape(1), *(probe.reshape(-1) for probe in probes)]).tolist()
+    return [values[0] > 0.5, *values[1:]]
 
 
-def check_logits_and_labels(logits: torch.Tensor, labels: torch.Tensor) -> None:
+def check_logits_and_labels(
+    logits: torch.Tensor, labels: torch.Tensor, probes: Sequence[torch.Tensor] = ()
+) -> list[float]:
     """Raise ``ValueError``, naming the culprit, unless ``logits`` are finite and ``labels`` lie in
-    [0, 1] (same shapes and dtype; eager value checks only, see :func:`value_checks_active`)."""
-    if value_checks_active() and not _logits_and_labels_fine(
-        logits.detach(), labels.detach() if labels.requires_grad else labels
-    ):
+    [0, 1] (same shapes and dtype; eager value checks only, see :func:`value_checks_active`).
+
+    ``probes`` (tensors of one floating dtype) are read back in the same synchronisation: their
+    values, flattened, are returned (nothing without value checks)."""
+    if not value_checks_active():
+        return []
+    fine, *values = _logits_and_labels_fine(
+        logits.detach(), labels.detach() if labels.requires_grad else labels, [p.detach() for p in probes])
+    if not fine:
         check_values("logits", logits, "finite")
         check_values("labels", labels, "in [0, 1]", 0.0, 1.0)
+    return values
 
 
 def as_batch_by_label(
@@ -174,7 +191,8 @@ def as_batch_by_label(
         )
     if labels.shape != logits.shape:
         raise ValueError(
-            f"labels must have the shape of logits {tuple(logits.shape)}, got {tuple(labels.shape)}"
+            f"labels must have the shape of logits {tuple(logits.shape)}, got {tuple(labels.shape)}; "
+            "for a model's [B, 1] output and [B] labels use logits.squeeze(-1) (or labels.view_as(logits))"
         )
     logits = promote_low_precision(logits)
     if logits.dim() == 1:

@@ -43,6 +43,22 @@ def all_reduce_mean(tensor: torch.Tensor, group: Optional[dist.ProcessGroup] = N
     return all_reduce_sum(tensor, group) / dist.get_world_size(group)
 
 
+def all_gather_rows(tensor: torch.Tensor, group: Optional[dist.ProcessGroup] = None) -> torch.Tensor:
+    """Every rank's ``tensor [B_r, ...]`` concatenated along the first axis in rank order (the
+    ``B_r`` may differ; the other axes must agree). Itself without distributed."""
+    if not is_active(group):
+        return tensor
+    size = torch.tensor([tensor.shape[0]], device=tensor.device)
+    sizes = [torch.zeros_like(size) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(sizes, size, group=group)
+    rows = [int(s) for s in torch.cat(sizes).tolist()]
+    padded = tensor.new_zeros((max(rows), *tensor.shape[1:]))
+    padded[: tensor.shape[0]] = tensor
+    parts = [torch.empty_like(padded) for _ in rows]
+    dist.all_gather(parts, padded, group=group)
+    return torch.cat([part[:n] for part, n in zip(parts, rows)])
+
+
 def roc_auc_loss_across_ranks(
     logits: torch.Tensor,
     labels: torch.Tensor,

@@ -5,6 +5,7 @@ are passed in and returned, never stored.
 """
 
 from ._anchors import range_to_anchors_and_delta
+from ._calibration import calibrate_threshold
 from ._bounds import false_positives_upper_bound, true_positives_lower_bound
 from ._dual import dual_ascent_step, reverse_gradient, strict_dual_step
 from ._losses import (
@@ -28,6 +29,7 @@ from ._surrogates import (
 __all__ = [
     "LabelPriorCounts",
     "ThresholdCounts",
+    "calibrate_threshold",
     "dual_ascent_step",
     "false_positive_rate_at_true_positive_rate_loss",
     "false_positives_upper_bound",

@@ -32,6 +32,8 @@ does ascent on it (always on the surrogate gradient).
 from __future__ import annotations
 
 import inspect
+import math
+import os
 import textwrap
 import warnings
 from typing import Any, Optional, cast
@@ -43,6 +45,7 @@ from torch import nn
 from . import _dispatch, _losses, _math, distributed
 from ._dual import reverse_gradient, strict_dual_step
 from ._math import RateLagrangian
+from ._calibration import calibrate_threshold
 from ._priors import init_label_prior_counts
 from ._strict import (
     ThresholdCounts,
@@ -54,6 +57,7 @@ from ._strict import (
 from ._validation import (
     REDUCTIONS,
     TensorLike,
+    as_batch_by_label,
     check_choice,
     check_number,
     check_positive_int,
@@ -69,6 +73,20 @@ DEFAULT_DUAL_LR = {"strict": 0.05, "surrogate": 1.0}
 UNSTEPPED_FORWARDS_WARNING = 50
 #: Backward passes in a row that leave PR-AUC's biases unchanged before it warns.
 FROZEN_BIASES_WARNING = 10
+#: Training forwards in a row whose logits all lie in [0, 1] (probabilities?) before it warns.
+PROBABILITY_FORWARDS_WARNING = 20
+
+_LIBRARY_DIRS = tuple(os.path.dirname(module.__file__ or "") + os.sep for module in (torch, _losses))
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` of a warning issued by the caller of this function that points at the
+    first frame outside goloss and torch: the user's line (e.g. ``criterion(logits, labels)``)."""
+    frame, level = inspect.currentframe(), 0
+    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
+        frame, level = frame.f_back, level + 1
+    return level
+
 
 class _ConstrainedLoss(nn.Module):
     """The state of a constrained loss (multipliers, label-prior counts, the recorded dual signal)
@@ -169,7 +187,8 @@ class _ConstrainedLoss(nn.Module):
             self.label_priors = None
         # Plain Python state in one dict, mutated in place (no nn.Module.__setattr__ on the hot path):
         # the latest aux, training forwards since the last dual step, warnings given.
-        self._state: dict[str, Any] = {"last_aux": {}, "unstepped": 0, "warned": set()}
+        # unit_forwards: training forwards in a row with logits in [0, 1], None once settled.
+        self._state: dict[str, Any] = {"last_aux": {}, "unstepped": 0, "warned": set(), "unit_forwards": 0}
 
     def _per_label(self, name: str, value: TensorLike) -> torch.Tensor:
         """A number or ``[L]`` value in [0, 1] as an ``[L]`` tensor (a target or fixed priors)."""
@@ -252,13 +271,48 @@ class _ConstrainedLoss(nn.Module):
                     "per batch (after optimizer.step()), or construct it with auto_dual_step=True.",
                 )
 
+    def _probes(self, logits: torch.Tensor, record: bool) -> list[torch.Tensor]:
+        """What the forward's one value check also reads back (value checks on): the logits'
+        distance from [0, 1] (``||logits - 0.5||_inf``; the first training forwards only), and
+        the multipliers while none has reached the strict step's cap."""
+        probes = []
+        self._state["unit_probed"] = (record and self._state["unit_forwards"] is not None
+                                      and isinstance(logits, torch.Tensor) and logits.numel() > 0)
+        if self._state["unit_probed"]:
+            probes.append(torch.linalg.vector_norm(logits.detach() - 0.5, math.inf).reshape(1))
+        if self.dual_mode == "explicit" and self.dual_signal == "strict" and "cap" not in self._state["warned"]:
+            probes.append(self.lambdas)
+        return probes
+
+    def _read_probes(self, read: list) -> None:
+        """Warn, once each, about logits that look like probabilities and multipliers at their cap."""
+        if self._state["unit_probed"]:
+            in_unit_interval = read.pop(0) <= 0.5
+            self._state["unit_forwards"] = self._state["unit_forwards"] + 1 if in_unit_interval else None
+            if self._state["unit_forwards"] == PROBABILITY_FORWARDS_WARNING:
+                self._state["unit_forwards"] = None
+                self._warn_once("probabilities", (
+                    f"{type(self).__name__}: the logits of {PROBABILITY_FORWARDS_WARNING} training forwards in a "
+                    "row all lay in [0, 1]. goloss expects logits (any real number, decided at > 0), not "
+                    "probabilities: remove a final Sigmoid/Softmax, or pass torch.logit(p)."))
+        capped = [index for index, value in enumerate(read) if value >= _math.MAX_LAMBDA]
+        if capped:
+            label, column = divmod(capped[0], self.lambdas.shape[-1]) if self.lambdas.dim() > 1 else (capped[0], 0)
+            targets = self._strict_target(torch.float64)
+            target = targets[column if self.lambdas.dim() > 1 else label].item()
+            what = "anchor precision" if self.lambdas.dim() > 1 else self._target_name
+            self._warn_once("cap", (
+                f"{type(self).__name__}: the multiplier of label {label} reached its cap {_math.MAX_LAMBDA:g}: the "
+                f"model does not reach its {what} {target:g} there ({len(capped)} multiplier(s) at the cap). "
+                "Lower the target, give the model more capacity or training, or check the labels."))
+
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._state["warned"]:
             self._state["warned"].add(key)
-            warnings.warn(message, UserWarning, stacklevel=4)
+            warnings.warn(message, UserWarning, stacklevel=_user_stacklevel())
 
     def dual_step(
-        self, lr: Optional[float] = None, *, logits: Optional[torch.Tensor] = None,
+        self, *positional: Any, lr: Optional[float] = None, logits: Optional[torch.Tensor] = None,
         labels: Optional[torch.Tensor] = None, weights: Optional[TensorLike] = None,
     ) -> None:
         """Projected ascent on the multipliers.
@@ -275,10 +329,17 @@ class _ConstrainedLoss(nn.Module):
         ``torch.distributed`` every rank must call it; counts are summed (strict) or the
         recorded violation averaged (surrogate) over ranks, so every rank takes the same step.
 
+        Every argument is a keyword: ``dual_step(logits=..., labels=...)``.
+
         Args:
           lr: dual learning rate, >= 0; defaults to ``dual_lr``.
           logits, labels, weights: a held-out batch, as in ``forward``.
         """
+        if positional:
+            raise TypeError(
+                f"{type(self).__name__}.dual_step() takes keyword arguments only: "
+                "dual_step(logits=val_logits, labels=val_labels) for a held-out batch, dual_step(lr=...) for a "
+                "learning rate")
         if self.dual_mode != "explicit":
             raise RuntimeError(
                 "dual_step() is for dual_mode='explicit'; with 'reverse_gradient' the model's "
@@ -307,7 +368,8 @@ class _ConstrainedLoss(nn.Module):
         self, logits: torch.Tensor, labels: torch.Tensor, weights: Optional[TensorLike] = None
     ) -> torch.Tensor:
         """The strict violation of a batch (e.g. held out), ``lambdas``' shape; changes no state."""
-        batch = _losses.Batch(logits, labels, weights, self.surrogate_type, self.reduction, self.num_labels)
+        batch = _losses.Batch(logits, labels, weights, self.surrogate_type, self.reduction,
+                              _losses.ModuleCall(self.num_labels))
         counts = counts_from_batch(batch.x, batch.on_positives, batch._w, batch.label_counts(), batch.weight_sum,
                                    self._threshold_biases(batch.x.dtype))
         return self._strict_violation(counts)
@@ -326,6 +388,8 @@ class _ConstrainedLoss(nn.Module):
         saved_lambdas = state_dict.get(prefix + "lambdas")
         if self.dual_mode == "explicit" and isinstance(saved_lambdas, torch.Tensor) and bool((saved_lambdas < 0).any()):
             raise ValueError(f"state_dict entry {prefix + 'lambdas'!r} must be >= 0 in dual_mode='explicit'")
+        if "threshold" in self._buffers and prefix + "threshold" not in state_dict:  # saved before calibrate existed
+            state_dict[prefix + "threshold"] = torch.zeros_like(cast(torch.Tensor, self._buffers["threshold"]))
         saved_target, current_target = state_dict.get(prefix + "target"), self._buffers.get("target")
         if isinstance(saved_target, torch.Tensor) and current_target is not None and not torch.equal(
             saved_target.to(current_target), current_target
@@ -356,7 +420,10 @@ class _ConstrainedLoss(nn.Module):
             priors: Any = self.label_priors
         else:
             priors = self._add_to_prior_counts if record else self.current_label_priors()
-        loss, aux = self._call(logits, labels, weights, self._multipliers(), priors)
+        call = _losses.ModuleCall(self.num_labels, self._probes(logits, record))
+        loss, aux = self._call(logits, labels, weights, self._multipliers(), priors, call)
+        if call.read:
+            self._read_probes(call.read)
         if record and self.dual_mode == "explicit":
             self._record(aux)
         if not transformed:
@@ -396,7 +463,7 @@ class _ConstrainedLoss(nn.Module):
             f"dual_lr={self.dual_lr}" + (", auto_dual_step=True" if self.auto_dual_step else "")
         )
 
-    def _call(self, logits, labels, weights, lambdas, priors) -> tuple[torch.Tensor, dict]:
+    def _call(self, logits, labels, weights, lambdas, priors, call) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError
 
     def _strict_target(self, dtype: torch.dtype) -> torch.Tensor:
@@ -411,9 +478,55 @@ class _RateLoss(_ConstrainedLoss):
 
     _lagrangian: RateLagrangian
     target: torch.Tensor
+    threshold: torch.Tensor
 
     def _set_target(self, target: TensorLike) -> None:
         self.register_buffer("target", self._per_label(self._target_name, target))
+        self.register_buffer("threshold", torch.zeros(self.num_labels))
+
+    @torch.no_grad()
+    def calibrate(self, logits: torch.Tensor, labels: torch.Tensor, weights: Optional[TensorLike] = None) -> dict:
+        """Set :attr:`threshold` to where a held-out (validation) set meets the target with the best
+        objective, per label (:func:`goloss.calibrate_threshold`); the decision is then
+        ``logits > criterion.threshold`` (:meth:`predict`).
+
+        Under ``torch.distributed`` every rank must call it: the ranks' examples are gathered, so
+        every rank sets the same threshold. It warns, naming the labels, where the set cannot meet
+        the target. To fold the threshold into a final ``nn.Linear``:
+        ``linear.bias -= criterion.threshold`` (under ``torch.no_grad()``), after which logit 0
+        is the decision again.
+
+        Args:
+          logits: ``[B]`` or ``[B, L]`` with ``L = num_labels``, the model's outputs on the set.
+          labels: shape of ``logits``, values in {0, 1}.
+          weights: None, a number, ``[B]``, ``[B, 1]`` or ``[B, L]``.
+
+        Returns:
+          The ``aux`` of :func:`goloss.calibrate_threshold`, each ``[L]``: the counts at the new
+          threshold, the constrained rate, ``met``.
+        """
+        x, y, w = as_batch_by_label(logits.detach(), labels, weights)
+        assert w is not None  # ones for None
+        if x.shape[1] != self.num_labels:
+            raise ValueError(
+                f"logits must have {self.num_labels} label(s) (num_labels), got shape {tuple(logits.shape)}")
+        if distributed.is_active(self.process_group):
+            x, y, w = (distributed.all_gather_rows(t.contiguous(), self.process_group) for t in (x, y, w))
+        threshold, aux = calibrate_threshold(x, y, self.target.to(x.dtype), self._constraint, weights=w)
+        self.threshold.copy_(threshold)
+        missed = [label for label, met in enumerate(aux["met"].tolist()) if not met]
+        if missed:
+            warnings.warn(
+                f"{type(self).__name__}.calibrate: no threshold meets {self._target_name} "
+                f"{[round(t, 6) for t in self.target[missed].tolist()]} on this set for label(s) {missed}; "
+                "their threshold now lies above every logit (nothing predicted positive)",
+                UserWarning, stacklevel=3,
+            )
+        return aux
+
+    def predict(self, logits: torch.Tensor) -> torch.Tensor:
+        """The decision ``logits > threshold``: bool, the shape of ``logits`` (``[B]`` or ``[B, L]``)."""
+        return logits > self.threshold.to(logits.dtype)
 
     @property
     def _constraint(self) -> str:  # type: ignore[override]
@@ -422,11 +535,11 @@ class _RateLoss(_ConstrainedLoss):
     def _strict_target(self, dtype: torch.dtype) -> torch.Tensor:
         return self.target.to(dtype)
 
-    def _call(self, logits, labels, weights, lambdas, priors):
+    def _call(self, logits, labels, weights, lambdas, priors, call):
         return _losses.rate_loss(
             self._lagrangian, type(self).__name__, None, lambdas, logits, labels, self.target, self._target_name,
             weights=weights, label_priors=priors, surrogate_type=self.surrogate_type, reduction=self.reduction,
-            num_labels=self.num_labels,
+            module=call,
         )
 
     def extra_repr(self) -> str:
@@ -450,7 +563,9 @@ def _rate_module_doc(summary: str, target: str, example: str) -> str:
     Args:
       {target}: number or ``[L]`` tensor in [0, 1].
       num_labels (default 1): ``L``."""
-    return _module_doc(head, "\n      target: ``[L]``, the target (in ``state_dict``).", f"""
+    return _module_doc(head, "\n      target: ``[L]``, the target (in ``state_dict``)."
+                       "\n      threshold: ``[L]`` logits, the decision threshold that :meth:`calibrate` sets (in"
+                       "\n        ``state_dict``; 0 until calibrated): decide ``logits > threshold``.", f"""
     Example:
       >>> import torch, goloss
       >>> criterion = goloss.{example}
@@ -609,11 +724,11 @@ class PrecisionRecallAUCLoss(_ConstrainedLoss):
     def _threshold_biases(self, dtype: torch.dtype) -> Optional[torch.Tensor]:
         return self.biases.detach().to(dtype)
 
-    def _call(self, logits, labels, weights, lambdas, priors):
+    def _call(self, logits, labels, weights, lambdas, priors, call):
         return _losses.pr_auc_loss(
             {"biases": self.biases}, lambdas, logits, labels, precision_range=self.precision_range,
             num_anchors=self.num_anchors, weights=weights, label_priors=priors, surrogate_type=self.surrogate_type,
-            reduction=self.reduction, num_labels=self.num_labels,
+            reduction=self.reduction, module=call,
         )
 
     def extra_repr(self) -> str:

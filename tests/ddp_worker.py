@@ -51,6 +51,24 @@ def train(name, batches, wrap=lambda model: model):
     return {"model": model.state_dict(), "loss": criterion.state_dict()}
 
 
+CALIBRATION_ROWS = (13, 7)  # unequal per-rank sizes of the calibration set
+
+
+def calibration_set():
+    """``(logits [20, LABELS], labels, weights)``: the whole set; rank r holds its share of the rows."""
+    generator = torch.Generator().manual_seed(2)
+    rows = sum(CALIBRATION_ROWS)
+    labels = (torch.rand(rows, LABELS, generator=generator) < 0.5).double()
+    logits = (torch.randn(rows, LABELS, generator=generator, dtype=torch.float64) + labels).round(decimals=1)
+    return logits, labels, torch.rand(rows, generator=generator, dtype=torch.float64)
+
+
+def calibrate(logits, labels, weights):
+    criterion = goloss.RecallAtPrecisionLoss(torch.tensor([0.6, 0.7]), LABELS).double()
+    criterion.calibrate(logits, labels, weights)
+    return criterion.threshold
+
+
 def main(out):
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -63,6 +81,9 @@ def main(out):
     roc = goloss.ROCAUCLoss(reduction="none", cross_rank=True)(logits, y[rank * BATCH:(rank + 1) * BATCH])
     roc.sum().backward()
     results["roc"] = {"loss": roc.detach(), "grad": logits.grad}
+    start = sum(CALIBRATION_ROWS[:rank])
+    share = slice(start, start + CALIBRATION_ROWS[rank])
+    results["threshold"] = calibrate(*(tensor[share] for tensor in calibration_set()))
     torch.save(results, os.path.join(out, f"rank{rank}.pt"))
     dist.barrier()  # no rank tears gloo down while another still uses it
     dist.destroy_process_group()

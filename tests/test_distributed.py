@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import goloss
-from ddp_worker import BATCH, LABELS, data, train
+from ddp_worker import BATCH, LABELS, calibrate, calibration_set, data, train
 
 HERE = pathlib.Path(__file__).parent
 
@@ -55,6 +55,15 @@ def test_cross_rank_roc_auc_equals_the_single_process_loss(ranks):
     torch.testing.assert_close(torch.cat([rank["roc"]["loss"] for rank in ranks]), loss.detach())
     torch.testing.assert_close(torch.cat([rank["roc"]["grad"] for rank in ranks]), logits.grad)
     assert ranks[0]["roc"]["loss"].shape == (BATCH, LABELS)
+
+
+def test_calibrated_threshold_is_the_same_on_every_rank_and_that_of_the_whole_set(ranks):
+    whole = calibrate(*calibration_set())
+    for rank in ranks:
+        torch.testing.assert_close(rank["threshold"], whole, rtol=0, atol=0)
+    # each rank's share alone gives another threshold, so the gathering is tested
+    alone = calibrate(*(tensor[:13] for tensor in calibration_set()))
+    assert not torch.equal(alone, whole)
 
 
 def test_ddp_example_runs_under_torchrun():
