@@ -142,6 +142,7 @@ def test_import_goloss_needs_neither_framework():
     import subprocess
     import sys
 
-    code = "import sys, goloss, goloss.integrations; print(sorted(m for m in sys.modules if m.split('.')[0] in ('skorch', 'lightning')))"
+    code = ("import sys, goloss, goloss.integrations; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('skorch', 'lightning')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
