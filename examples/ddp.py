@@ -29,10 +29,11 @@ SMOKE_LINE = "smoke run: --quick trains for a few epochs only; the numbers below
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--target-precision", type=float, default=0.9)
-    parser.add_argument("--epochs", type=int, default=150)
+    parser.add_argument("--target-precision", type=float, default=0.9, help="target precision (default %(default)s)")
+    parser.add_argument("--epochs", type=int, default=150, help="training epochs (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=256,
-                        help="per rank; the strict signal needs a few dozen positives per step over the ranks")
+                        help="per rank; the strict signal needs a few dozen positives per step over the ranks "
+                             "(default %(default)s)")
     parser.add_argument("--nproc", type=int, default=2, help="processes to spawn without torchrun (default 2)")
     parser.add_argument("--quick", action="store_true", help="a few epochs, for a smoke test")
     args = parser.parse_args(argv)

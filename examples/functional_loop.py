@@ -94,12 +94,12 @@ def make_data(seed: int):
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--epochs", type=int, default=30, help="training epochs (default %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=256, help="minibatch size (default %(default)s)")
     parser.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate (default 1e-2)")
     parser.add_argument("--dual-lr", type=float, default=0.05,
                         help="dual learning rate of goloss.strict_dual_step (default 0.05)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_EPOCHS} epochs (smoke run)")
     args = parser.parse_args(argv)
     if args.quick:

@@ -166,7 +166,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=10, help="number of seeds (default 10)")
     parser.add_argument("--steps", type=int, default=150, help="training steps (default 150)")
-    parser.add_argument("--plot", metavar="PATH", help="save a PNG of the first seed's data and boundaries")
+    parser.add_argument("--plot", metavar="PATH",
+                        help="save a PNG of the first seed's data and boundaries (default: no plot)")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_SEEDS} seeds, {QUICK_STEPS} steps (smoke run)")
     args = parser.parse_args(argv)
     if args.quick:

@@ -107,15 +107,16 @@ def held_out_precision_recall(scores, labels):
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--targets", type=int, default=10, help="K, number of target precisions")
+    parser.add_argument("--targets", type=int, default=10, help="K, number of target precisions (default %(default)s)")
     parser.add_argument("--samples", type=int, default=40_000, help="examples, half held out (default 40000)")
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--lr", type=float, default=0.1, help="primal SGD learning rate")
+    parser.add_argument("--epochs", type=int, default=20, help="training epochs (default %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=512, help="minibatch size (default %(default)s)")
+    parser.add_argument("--lr", type=float, default=0.1, help="primal SGD learning rate (default %(default)s)")
     parser.add_argument("--dual-lr", type=float, default=0.05,
                         help="dual learning rate of goloss.strict_dual_step (default 0.05)")
-    parser.add_argument("--plot", metavar="PATH", default="target_sweep.png")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--plot", metavar="PATH", default="target_sweep.png",
+                        help="PNG of the sweep (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="2 epochs, 4 targets (smoke run)")
     args = parser.parse_args(argv)
     if args.quick:

@@ -73,6 +73,11 @@ def test_help_answers_without_importing_torch(name, tmp_path):
                            cwd=tmp_path, env=example_env(), capture_output=True, text=True, timeout=60)
     assert probe.returncode == 0, probe.stderr
     assert "imported: []" in probe.stdout, probe.stdout
+    # every option that takes a value says its default
+    options = re.split(r"\n(?=  -)", result.stdout.split("options:", 1)[1])
+    for block in options:
+        if re.match(r"\s+--[\w-]+ [A-Z_]+", block):
+            assert "default" in " ".join(block.split()), block
 
 
 def test_synthetic_precision_at_recall(tmp_path):
