@@ -256,7 +256,13 @@ def recall_at_precision_loss(
 
     .. math::
 
-       \\ell = w\\,[(1 + \\lambda(1 - t))L^+ + \\lambda t L^-] - \\lambda (1 - t)\\,p\\,s
+       \\ell = w\\,[(1 + \\lambda(1 - t))\\,y\\,L^+(x) + \\lambda t\\,(1 - y)\\,L^-(x)] - \\lambda (1 - t)\\,p\\,s
+
+    per example, where ``x`` is its logit, ``y`` its label, ``w`` its weight, ``t`` the target,
+    ``lambda`` the multiplier, ``p`` the label prior, ``L+`` / ``L-`` the surrogate losses of a
+    positive / a negative (``softplus(-x)`` / ``softplus(x)`` for ``"xent"``, ``max(0, 1 - x)``
+    / ``max(0, 1 + x)`` for ``"hinge"``) and ``s`` their value at 0 (``log 2`` or 1). The term
+    in ``p s`` is added to every row of non-zero weight.
 
     Args:
       params: None or ``{}`` (no primal variables).
@@ -271,9 +277,14 @@ def recall_at_precision_loss(
       reduction: ``"none"`` (shape of ``logits``), ``"mean"`` or ``"sum"``.
 
     Returns:
-      ``(loss, aux)``; aux has ``lambdas``, ``label_priors``,
-      ``true_positives_lower_bound`` and ``false_positives_upper_bound``, each
-      ``[L]`` (``[]`` for ``[B]`` input).
+      ``(loss, aux)``: ``loss`` has the shape of ``logits`` (``reduction="none"``) or is ``[]``;
+      ``aux`` holds, each ``[L]`` (``[]`` for ``[B]`` input): ``lambdas``, ``label_priors``,
+      ``true_positives_lower_bound``, ``false_positives_upper_bound``, ``objective`` and
+      ``violation`` (``dL/dlambda``; the reduced loss is ``sum(objective + lambdas *
+      violation)``), ``strict_violation`` (the rate deficit at logit 0, > 0 while violated), the
+      constrained rate at logit 0 (``precision`` here; ``recall`` or ``false_positive_rate`` in
+      the other rate losses), and the counts behind it, ``true_positives``,
+      ``false_positives``, ``positives`` and ``negatives``.
 
     Example:
       >>> import torch, goloss
@@ -306,9 +317,9 @@ def precision_at_recall_loss(
 
     .. math::
 
-       \\ell = w\\,[\\lambda L^+ + L^-] + \\lambda\\,p\\,(t - 1)\\,s
+       \\ell = w\\,[\\lambda\\,y\\,L^+(x) + (1 - y)\\,L^-(x)] + \\lambda\\,p\\,(t - 1)\\,s
 
-    Args and returns as in :func:`recall_at_precision_loss`, with
+    Symbols, args and returns as in :func:`recall_at_precision_loss`, with
     ``target_recall`` (number, ``[]`` or ``[L]``) as the target.
     """
     return rate_loss(
@@ -359,9 +370,9 @@ def true_positive_rate_at_false_positive_rate_loss(
 
     .. math::
 
-       \\ell = w\\,[L^+ + \\lambda L^-] - \\lambda\\,t\\,(1 - p)\\,s
+       \\ell = w\\,[y\\,L^+(x) + \\lambda\\,(1 - y)\\,L^-(x)] - \\lambda\\,t\\,(1 - p)\\,s
 
-    Args and returns as in :func:`recall_at_precision_loss`, with
+    Symbols, args and returns as in :func:`recall_at_precision_loss`, with
     ``target_rate`` (number, ``[]`` or ``[L]``) as the target.
     """
     return rate_loss(
@@ -388,14 +399,15 @@ def precision_recall_auc_loss(
 
     A Riemann sum of recall-at-precision losses at ``A = num_anchors`` anchors
     ``a_k`` (see :func:`range_to_anchors_and_delta`), each with its own bias
-    ``b_k`` and multiplier ``lam_k``, normalised so that a perfect scorer has
-    AUC 1:
+    ``b_k`` and multiplier ``lambda_k``, normalised so that a perfect scorer has
+    AUC 1 (``(lo, hi) = precision_range``, ``delta`` the anchors' spacing, the other symbols
+    as in :func:`recall_at_precision_loss`):
 
     .. math::
 
-       \\ell = \\frac{\\delta}{hi - lo - \\delta} \\sum_k
-       w[(1 + \\lambda_k(1 - a_k))L^+(x + b_k) + \\lambda_k a_k L^-(x + b_k)]
-       - \\lambda_k (1 - a_k)\\,p\\,s
+       \\ell = \\frac{\\delta}{hi - lo - \\delta} \\sum_k \\Big(
+       w\\,[(1 + \\lambda_k(1 - a_k))\\,y\\,L^+(x + b_k) + \\lambda_k a_k\\,(1 - y)\\,L^-(x + b_k)]
+       - \\lambda_k (1 - a_k)\\,p\\,s \\Big)
 
     Args:
       params: ``{"biases": [L, A]}`` (``[A]`` broadcasts), or None for zero biases.
@@ -408,10 +420,11 @@ def precision_recall_auc_loss(
         :func:`recall_at_precision_loss`.
 
     Returns:
-      ``(loss, aux)``; aux has ``lambdas`` and ``biases`` ``[L, A]``,
-      ``label_priors`` ``[L]``, and the bounds ``[L]`` computed from ``logits``
-      without the biases, as in the original (the L axis is dropped for ``[B]``
-      input).
+      ``(loss, aux)``: aux has ``lambdas`` and ``biases`` ``[L, A]``, ``label_priors`` and
+      ``objective`` ``[L]``, the bounds ``[L]`` computed from ``logits`` without the biases, as
+      in the original, and per anchor ``[L, A]`` the ``violation`` (``dL/dlambda``), the
+      ``strict_violation``, the ``precision`` at ``logit + b_k > 0`` and its counts (the ``L``
+      axis is dropped for ``[B]`` input).
     """
     return pr_auc_loss(
         params, lambdas, logits, labels, precision_range=precision_range, num_anchors=num_anchors, weights=weights,
@@ -475,6 +488,7 @@ def roc_auc_loss(
        \\ell_j = \\frac{1}{2B} \\sum_i |y_j - y_i|\\,w_i w_j\\,
        L^+\\big((y_j - y_i)(x_j - x_i)\\big)
 
+    over the examples ``i`` of the batch (``L+`` as in :func:`recall_at_precision_loss`).
     Each pair's loss is split half-and-half between its two examples and
     normalised by the batch size ``B`` (not the number of pairs), as in the
     original; a batch with one class gives 0. No ``[B, B]`` pair tensor is built:

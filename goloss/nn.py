@@ -95,11 +95,13 @@ class _ConstrainedLoss(nn.Module):
     Attributes:
       lambdas: the multipliers, ``[L]`` (``[L, A]`` for PR-AUC), >= 0 (a buffer; a parameter with
         ``dual_mode="reverse_gradient"``).
-      weighted_label_counts, weight_sum: ``[L]`` streaming prior counts (without fixed
-        ``label_priors``; ``label_priors`` is then None).
-      violation_sum, violation_count: the recorded dual signal since the last
-        :meth:`dual_step` (its mean is :attr:`pending_violation`): the surrogate violation, or
-        the normalised strict violation.
+      weighted_label_counts: ``[L]``, ``P + sum w*y`` over the training batches so far, the
+        streaming prior's numerator (without fixed ``label_priors``; ``label_priors`` is then None).
+      weight_sum: ``[L]``, ``P + N + sum w`` so far, its denominator.
+      violation_sum: the dual signal recorded since the last :meth:`dual_step`, summed: the
+        surrogate violation, or the normalised strict violation.
+      violation_count: the number of training forwards in ``violation_sum`` (the mean is
+        :attr:`pending_violation`).
       last_aux: the ``aux`` dict of the latest call (detached): bounds, ``objective``,
         ``violation``, ``strict_violation``, the rates at the threshold, ...
       last_diagnostics: per label, from ``last_aux``: ``lagrangian = objective + lambdas *
