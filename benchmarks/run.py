@@ -29,7 +29,7 @@ import time
 import torch
 
 import goloss
-from benchmarks import literal, module_rows
+from benchmarks import literal, module_rows, pages
 
 TARGETS = {
     "recall_at_precision_loss": "target_precision",
@@ -172,6 +172,8 @@ def main(argv=None):
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="time with perf_counter (wall, default) or process_time (cpu: this process's CPU "
                              "time, robust to other processes on a loaded machine; CPU device, best with --threads 1)")
+    parser.add_argument("--markdown", metavar="PATH", help="also write the tables as a Markdown page (e.g. "
+                        "docs/results/speed.md), stamped with the commit and the machine")
     parser.add_argument("--peak-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads:
@@ -191,6 +193,12 @@ def main(argv=None):
                 + [(name, 4096, 100) for name in [*TARGETS, PR_AUC]] + [(ROC_XENT, 32768, 1)])
     repeats = 1 if args.quick else args.repeats
     compiled = not (args.quick or args.no_compile)
+    command = "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:])
+    with pages.markdown_page(args.markdown, "Speed: goloss against BCE", command.strip()):
+        tables(args, rows, anchors, repeats, compiled)
+
+
+def tables(args, rows, anchors, repeats, compiled):
     print(f"goloss {goloss.__version__}, torch {torch.__version__}, device {args.device}, "
           f"threads {torch.get_num_threads()}, clock {args.clock}, median of {repeats} back-to-back ratios "
           "after warm-up, float32, reduction='mean'")

@@ -11,17 +11,18 @@ import torch
 ROOT = pathlib.Path(__file__).parents[1]
 
 
-def quick_run(module: str, timeout: int) -> list[str]:
-    """The printed lines of ``python -m MODULE --quick``, which must succeed."""
+def quick_run(module: str, timeout: int, *args: str) -> list[str]:
+    """The printed lines of ``python -m MODULE --quick ARGS``, which must succeed."""
     result = subprocess.run(
-        [sys.executable, "-m", module, "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", module, "--quick", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
     )
     assert result.returncode == 0, result.stderr
     return result.stdout.splitlines()
 
 
-def test_benchmark_quick_mode_prints_the_tables():
-    lines = quick_run("benchmarks.run", 300)
+def test_benchmark_quick_mode_prints_the_tables_and_writes_the_page(tmp_path):
+    page = tmp_path / "results" / "speed.md"
+    lines = quick_run("benchmarks.run", 300, "--markdown", str(page))
     assert "threads" in lines[0] and "eager" in lines[2]
     rows = [line.split("  ")[0].strip() for line in lines[4:11]]
     assert rows[0] == "recall_at_precision_loss" and rows[4] == "precision_recall_auc_loss"
@@ -35,7 +36,7 @@ def test_benchmark_quick_mode_prints_the_tables():
     title = next(i for i, line in enumerate(lines) if line.startswith("module and small-batch rows"))
     assert lines[title + 1].split() == ["row", "B", "L", "A", "ratio", "IQR", "min-max", "target", "met"]
     assert set(lines[title + 2]) == {"-"}
-    table = [line for line in lines[title + 3:] if line.strip()]
+    table = [line for line in lines[title + 3:] if line.strip() and not line.startswith("wrote ")]
     assert [line[0] for line in table] == ["A", "A", "A", "B", "C", "C", "D", "E"]
     for line in table:
         *_, ratio, iqr, spread, target, met = line.split()
@@ -45,6 +46,13 @@ def test_benchmark_quick_mode_prints_the_tables():
         assert all(math.isfinite(v) and v > 0 for v in (ratio, low, high, q1, q3)), line
         assert low <= q1 <= ratio <= q3 <= high, line
         assert met == ("yes" if ratio <= target else "no"), line
+
+    # The page: a title, the commit and machine it was measured on, the command, the same tables.
+    text = page.read_text()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert text.startswith("# Speed") and f"Measured at commit `{commit.strip()}" in text
+    assert "CPUs" in text and "torch " in text and "--markdown" in text
+    assert all(line in text for line in lines[:-1] if line.strip())  # every printed line but "wrote PATH"
 
 
 def test_operating_point_harness_holds_fixed_multipliers_and_passes_the_learning_rate(monkeypatch):
