@@ -38,5 +38,6 @@ def test_docs_build_with_warnings_as_errors_and_document_every_public_name(tmp_p
                  "integrations.skorch.DualStep", "integrations.skorch.Diagnostics",
                  "integrations.skorch.sigmoid_then_2d", "integrations.lightning.DualStep"):
         assert f'id="goloss.{name}"' in api, name
-    for page in ("getting_started", "guide/index", "integrations/lightning", "integrations/skorch", "design", "results"):
+    for page in ("getting_started", "guide/index", "integrations/lightning", "integrations/skorch", "design",
+                 "results"):
         assert (html / f"{page}.html").exists(), page
