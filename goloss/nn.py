@@ -75,6 +75,9 @@ UNSTEPPED_FORWARDS_WARNING = 50
 FROZEN_BIASES_WARNING = 10
 #: Training forwards in a row whose logits all lie in [0, 1] (probabilities?) before it warns.
 PROBABILITY_FORWARDS_WARNING = 20
+#: Training forwards between two reads of the multipliers for the cap warning (each rides on the
+#: input check's read; reading them every step cost 3% of a small-MLP step).
+CAP_CHECK_EVERY = 10
 
 _LIBRARY_DIRS = tuple(os.path.dirname(module.__file__ or "") + os.sep for module in (torch, _losses))
 
@@ -190,7 +193,8 @@ class _ConstrainedLoss(nn.Module):
         # Plain Python state in one dict, mutated in place (no nn.Module.__setattr__ on the hot path):
         # the latest aux, training forwards since the last dual step, warnings given.
         # unit_forwards: training forwards in a row with logits in [0, 1], None once settled.
-        self._state: dict[str, Any] = {"last_aux": {}, "unstepped": 0, "warned": set(), "unit_forwards": 0}
+        self._state: dict[str, Any] = {"last_aux": {}, "unstepped": 0, "warned": set(), "unit_forwards": 0,
+                                       "forwards": 0}
 
     def _per_label(self, name: str, value: TensorLike) -> torch.Tensor:
         """A number or ``[L]`` value in [0, 1] as an ``[L]`` tensor (a target or fixed priors)."""
@@ -274,15 +278,21 @@ class _ConstrainedLoss(nn.Module):
                 )
 
     def _probes(self, logits: torch.Tensor, record: bool) -> list[torch.Tensor]:
-        """What the forward's one value check also reads back (value checks on): the logits'
-        distance from [0, 1] (``||logits - 0.5||_inf``; the first training forwards only), and
-        the multipliers while none has reached the strict step's cap."""
+        """What a training forward's one value check also reads back (value checks on): the
+        logits' distance from [0, 1] (``||logits - 0.5||_inf``; the first forwards only), and
+        every :data:`CAP_CHECK_EVERY`-th forward the multipliers, until one reaches the strict
+        step's cap. Other forwards add no op."""
+        state = self._state
+        state["unit_probed"] = False
+        if not record:
+            return []
+        state["forwards"] += 1
         probes = []
-        self._state["unit_probed"] = (record and self._state["unit_forwards"] is not None
-                                      and isinstance(logits, torch.Tensor) and logits.numel() > 0)
-        if self._state["unit_probed"]:
+        if state["unit_forwards"] is not None and isinstance(logits, torch.Tensor) and logits.numel() > 0:
+            state["unit_probed"] = True
             probes.append(torch.linalg.vector_norm(logits.detach() - 0.5, math.inf).reshape(1))
-        if self.dual_mode == "explicit" and self.dual_signal == "strict" and "cap" not in self._state["warned"]:
+        if (state["forwards"] % CAP_CHECK_EVERY == 0 and self.dual_signal == "strict"
+                and self.dual_mode == "explicit" and "cap" not in state["warned"]):
             probes.append(self.lambdas)
         return probes
 
