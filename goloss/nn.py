@@ -314,9 +314,12 @@ class _ConstrainedLoss(nn.Module):
             target = targets[column if self.lambdas.dim() > 1 else label].item()
             what = "anchor precision" if self.lambdas.dim() > 1 else self._target_name
             self._warn_once("cap", (
-                f"{type(self).__name__}: the multiplier of label {label} reached its cap {_math.MAX_LAMBDA:g}: the "
-                f"model does not reach its {what} {target:g} there ({len(capped)} multiplier(s) at the cap). "
-                "Lower the target, give the model more capacity or training, or check the labels."))
+                f"{type(self).__name__}: the multiplier of label {label} reached its cap {_math.MAX_LAMBDA:g}: on the "
+                f"batches that step it the model does not reach its {what} {target:g} ({len(capped)} multiplier(s) "
+                "at the cap). If the model fits its training set and the steps use held-out batches, training "
+                "longer will not close the gap: calibrate the decision threshold on a validation split "
+                "(criterion.calibrate), stop early or regularise. Otherwise lower the target, give the model more "
+                "capacity, or check the labels."))
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._state["warned"]:
