@@ -53,7 +53,6 @@ import math
 import multiprocessing
 import os
 import platform
-import subprocess
 import sys
 import time
 import warnings
@@ -65,6 +64,7 @@ import torch
 import torch.nn.functional as F
 
 import goloss
+from benchmarks import pages
 from benchmarks.operating_point import Data, _finish, make_data, make_model
 
 TARGET = 0.9
@@ -544,19 +544,9 @@ def findings(rows: dict, datasets) -> list:
 # Stamp and page
 # ---------------------------------------------------------------------------------------------
 def stamp() -> dict:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return ""
-
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    if git("status", "--porcelain", "--", "goloss/"):
-        commit += " + uncommitted changes"
-    return {"commit": commit, "machine": f"{platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
-            "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M")}
+    """The commit (``benchmarks.pages.commit``), the machine and the date of this run."""
+    machine = f"{platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
+    return {"commit": pages.commit(), "machine": machine, "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M")}
 
 
 def settings_lines(datasets, quick) -> list:

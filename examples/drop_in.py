@@ -133,20 +133,22 @@ def scores_of(model, x):
         return model(x).squeeze(-1).double()
 
 
+def _rates(y, scores, threshold):
+    """Precision (1 with nothing predicted) and recall of the decisions ``scores > threshold``."""
+    predicted = scores > threshold
+    tp = (predicted & (y > 0)).sum().item()
+    return tp / predicted.sum().item() if predicted.any() else 1.0, tp / max((y > 0).sum().item(), 1)
+
+
 def evaluate(y, s_goloss, goloss_threshold, s_bce, bce_threshold):
     """The test metrics of one seed: decisions ``logits > threshold``; average precision from
     torchmetrics (probabilities: sigmoid of the logits)."""
     import torch
     from torchmetrics.functional.classification import binary_average_precision
 
-    def rates(scores, threshold):
-        predicted = scores > threshold
-        tp = (predicted & (y > 0)).sum().item()
-        return tp / max(predicted.sum().item(), 1) if predicted.any() else 1.0, tp / max((y > 0).sum().item(), 1)
-
-    precision, recall = rates(s_goloss, 0.0)
-    calibrated_precision, calibrated_recall = rates(s_goloss, goloss_threshold)
-    bce_precision, bce_recall = rates(s_bce, bce_threshold)
+    precision, recall = _rates(y, s_goloss, 0.0)
+    calibrated_precision, calibrated_recall = _rates(y, s_goloss, goloss_threshold)
+    bce_precision, bce_recall = _rates(y, s_bce, bce_threshold)
     return {
         "precision": precision,
         "recall": recall,
@@ -230,18 +232,12 @@ def run(args):
             s_bce, s_goloss = scores_of(bce, x_test), scores_of(model, x_test)
             row = {"seed": seed, **evaluate(y_test, s_goloss, criterion.threshold.item(), s_bce, bce_threshold.item()),
                    "lambda": criterion.lambdas.item(),
-                   "train_precision": _precision(scores_of(model, x_train), y_train),
+                   "train_precision": _rates(y_train, scores_of(model, x_train), 0.0)[0],
                    "positives": int(y_test.sum())}
             rows.append(row)
             if seed == 0 and args.plot:
                 plot(args.plot, y_test, s_goloss, s_bce, row, args.target, seed)
     return rows, time.perf_counter() - start
-
-
-def _precision(scores, y):
-    """Precision at logit 0 (1 with nothing predicted)."""
-    predicted = scores > 0
-    return (predicted & (y > 0)).sum().item() / predicted.sum().item() if predicted.any() else 1.0
 
 
 def print_table(rows, args, seconds):

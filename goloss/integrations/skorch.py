@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from skorch.callbacks import Callback
 
+from .._strict import ThresholdCounts, rates_at_threshold
 from . import constrained_losses
 
 
@@ -55,16 +56,12 @@ class Diagnostics(Callback):
     def on_batch_end(self, net: Any, batch: Any = None, training: bool = False, **kwargs: Any) -> None:
         aux = getattr(net.criterion_, "last_aux", {})
         if training and aux:
-            names = ("true_positives", "false_positives", "positives", "negatives")
-            self._counts.append(torch.stack([aux[name].detach().double() for name in names]))
+            self._counts.append(torch.stack([aux[name].detach().double() for name in ThresholdCounts._fields]))
 
     def on_epoch_end(self, net: Any, **kwargs: Any) -> None:
         if not self._counts:
             return
-        tp, fp, positives, negatives = torch.stack(self._counts).sum(0)
-        predicted = tp + fp
-        precision = torch.where(predicted > 0, tp / predicted.clamp_min(1e-12), torch.ones_like(tp))
-        for name, value in (("precision", precision), ("recall", tp / positives.clamp_min(1e-12)),
-                            ("false_positive_rate", fp / negatives.clamp_min(1e-12)),
+        precision, recall, fpr = rates_at_threshold(ThresholdCounts(*torch.stack(self._counts).sum(0)))
+        for name, value in (("precision", precision), ("recall", recall), ("false_positive_rate", fpr),
                             ("lambda", net.criterion_.lambdas.detach().double())):
             net.history.record(f"goloss_{name}", value.mean().item())
