@@ -45,6 +45,7 @@ from ._validation import (
     broadcast_to,
     check_choice,
     check_logits_and_labels,
+    check_num_labels,
     check_unit_interval,
     check_values,
     reduce,
@@ -95,9 +96,7 @@ class Batch:
                                                     value_checks=module is None)
         self.num_labels = self.x.shape[1]
         if module is not None:
-            if self.num_labels != module.num_labels:
-                raise ValueError(f"logits must have {module.num_labels} label(s) (num_labels), "
-                                 f"got shape {tuple(logits.shape)}")
+            check_num_labels(self.x, module.num_labels, logits)
             module.read = check_logits_and_labels(self.x, self.y, module.probes)
         rows = float(self.x.shape[0])
         # aux["objective"] and aux["violation"] are of the reduced loss (of the sum for "none").

@@ -214,6 +214,12 @@ def as_batch_by_label(
     return logits, labels, weights
 
 
+def check_num_labels(x: torch.Tensor, num_labels: int, logits: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless ``[B, L]`` logits ``x`` (from ``logits``) have a module's ``num_labels``."""
+    if x.shape[1] != num_labels:
+        raise ValueError(f"logits must have {num_labels} label(s) (num_labels), got shape {tuple(logits.shape)}")
+
+
 def reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
     """Apply ``reduction`` (``"none"``, ``"mean"`` or ``"sum"``) to ``loss``."""
     if reduction == "mean":

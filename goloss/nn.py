@@ -59,6 +59,7 @@ from ._validation import (
     TensorLike,
     as_batch_by_label,
     check_choice,
+    check_num_labels,
     check_number,
     check_positive_int,
     check_unit_interval,
@@ -522,9 +523,7 @@ class _RateLoss(_ConstrainedLoss):
         """
         x, y, w = as_batch_by_label(logits.detach(), labels, weights)
         assert w is not None  # ones for None
-        if x.shape[1] != self.num_labels:
-            raise ValueError(
-                f"logits must have {self.num_labels} label(s) (num_labels), got shape {tuple(logits.shape)}")
+        check_num_labels(x, self.num_labels, logits)
         if distributed.is_active(self.process_group):
             x, y, w = (distributed.all_gather_rows(t.contiguous(), self.process_group) for t in (x, y, w))
         threshold, aux = calibrate_threshold(x, y, self.target.to(x.dtype), self._constraint, weights=w)
