@@ -73,15 +73,25 @@ class Data:
     epochs: int
 
 
-def _split(x, y, fractions, rng):
-    idx = rng.permutation(len(x))
-    cuts = np.cumsum([int(round(f * len(x))) for f in fractions[:-1]])
-    return [(x[part], y[part]) for part in np.split(idx, cuts)]
+def _split(x, y, fractions, rng, stratify=False):
+    """Random train/val/test parts; ``stratify`` cuts each class of a 1-D ``y`` alike, so that every
+    part has the same positive rate (as a large random split of one population has)."""
+    if not stratify:
+        idx = rng.permutation(len(x))
+        cuts = np.cumsum([int(round(f * len(x))) for f in fractions[:-1]])
+        return [(x[part], y[part]) for part in np.split(idx, cuts)]
+    parts = [[] for _ in fractions]
+    for cls in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == cls))
+        cuts = np.cumsum([int(round(f * len(idx))) for f in fractions[:-1]])
+        for part, chunk in zip(parts, np.split(idx, cuts)):
+            part.append(chunk)
+    return [(x[i], y[i]) for i in (rng.permutation(np.concatenate(part)) for part in parts)]
 
 
-def _finish(name, x, y, rng, fractions, batch, epochs, per_feature=True):
+def _finish(name, x, y, rng, fractions, batch, epochs, per_feature=True, stratify=False):
     """Split into train/val/test and scale (:func:`_scale`)."""
-    return _scale(name, _split(x, y, fractions, rng), batch, epochs, per_feature)
+    return _scale(name, _split(x, y, fractions, rng, stratify), batch, epochs, per_feature)
 
 
 def _scale(name, splits, batch, epochs, per_feature=True):
@@ -125,7 +135,7 @@ def _augment_digits(x, y, n, rng, shift=2, contrast=(0.7, 1.2), noise=0.05):
     return np.clip(images, 0.0, 16.0).reshape(n, -1), y[pick]
 
 
-def make_data(name: str, seed: int, quick: bool = False) -> Data:
+def make_data(name: str, seed: int, quick: bool = False, stratify: bool = False) -> Data:
     rng = np.random.default_rng(1000 + seed)
     if name.startswith("digits-aug"):  # digits-aug-<d>: MNIST-like proxy, one digit vs rest (~10% positives)
         from sklearn.datasets import load_digits
@@ -134,7 +144,7 @@ def make_data(name: str, seed: int, quick: bool = False) -> Data:
         # split the 1797 base images first (test images come from unseen digits), then augment
         # each split to MNIST's sizes: 60k train, 10k val, 10k test
         sizes = (60_000, 10_000, 10_000) if not quick else (6000, 1000, 1000)
-        bases = _split(x, (t == digit).astype(float), (0.45, 0.15, 0.40), rng)
+        bases = _split(x, (t == digit).astype(float), (0.45, 0.15, 0.40), rng, stratify)
         splits = [_augment_digits(xb, yb, size, rng) for (xb, yb), size in zip(bases, sizes)]
         return _scale(name, splits, 512, 6, per_feature=False)
     if name.startswith("digits"):  # digits-<d>: one digit vs rest (~10% positives), 1797 samples
