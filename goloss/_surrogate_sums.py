@@ -61,8 +61,8 @@ class SurrogateSums(torch.autograd.Function):
     """``(S+ [L], S- [L])``; differentiable in ``x`` and both weights (backward and jvp).
 
     Measured gain over :func:`plain_surrogate_sums` (``python -m benchmarks.functions``, one
-    thread): 1.57-1.61x (one label) and 1.21-1.43x (eight labels) at 2^20 elements, cross-entropy; where it
-    runs: :data:`goloss._dispatch.KERNELS`.
+    thread): 1.57-1.61x with one label at 2^20 elements, cross-entropy (1.21-1.43x with eight
+    labels, below 1.3x, so it serves one label only); where it runs: :data:`goloss._dispatch.KERNELS`.
     """
 
     generate_vmap_rule = True
