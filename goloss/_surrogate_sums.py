@@ -4,7 +4,7 @@
 The rate losses with ``reduction="mean"`` or ``"sum"``, and every bound, need only these sums.
 The Function evaluates the surrogate once (:func:`~goloss._math.surrogate_values`), contracts
 over the batch with dot products, keeps only its inputs for backward and forms the gradient with
-:func:`~goloss._math.logits_grad`. Plain ops + autograd are the reference (``tests/test_kernels.py``)
+:func:`~goloss._math.logits_grad`. Plain ops + autograd are the reference (``tests/test_surrogate_sums.py``)
 and the path for small inputs and under ``torch.compile`` (:func:`~goloss._dispatch.use_kernel`).
 Measured gain over the plain ops: ``python -m benchmarks.functions``.
 """
