@@ -108,8 +108,10 @@ QUICK_DATASETS = ("page_blocks0", "digits-aug-8")
 
 #: Approaches compared in the fit regime (on top of the validation route), by name:
 #: (method, weight decay (AdamW when > 0), dual_lr, lambdas_init, variant). Variants: "convex"
-#: scales the loss by 1 / (1 + lambda) (the proxy-Lagrangian's convex combination
-#: (f + lambda g) / (1 + lambda), which keeps Adam's gradient scale while lambda grows);
+#: constructs the loss with ``convex_lagrangian=True``, which divides it by 1 + lambda (the
+#: proxy-Lagrangian's convex combination (f + lambda g) / (1 + lambda), which keeps Adam's
+#: gradient scale while lambda grows; the page at 0e4aa54 measured the same division written
+#: in the loop, ``loss / (1 + crit.lambdas.mean())``, identical for one label);
 #: "threshold" trains and takes the held-out steps at the calibrated threshold (logits minus
 #: criterion.threshold, re-calibrated on the validation split after every epoch).
 FIT_APPROACHES = {
@@ -241,7 +243,7 @@ def train(job: Job) -> dict:
             kwargs["dual_lr"] = job.dual_lr
         if job.lambdas_init is not None:
             kwargs["lambdas_init"] = job.lambdas_init
-        crit = goloss.RecallAtPrecisionLoss(TARGET, **kwargs)
+        crit = goloss.RecallAtPrecisionLoss(TARGET, convex_lagrangian=job.variant == "convex", **kwargs)
     if job.weight_decay > 0:
         opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=job.weight_decay)
     else:
@@ -262,8 +264,6 @@ def train(job: Job) -> dict:
             for idx in torch.split(torch.randperm(n, generator=gen), batch):
                 shift = crit.threshold[0] if job.variant == "threshold" else 0.0
                 loss = crit(model(xtr[idx]).squeeze(-1) - shift, ytr[idx])
-                if job.variant == "convex":
-                    loss = loss / (1.0 + crit.lambdas.mean())
                 opt.zero_grad()
                 loss.backward()
                 opt.step()

@@ -200,10 +200,11 @@ def rate_loss(
     lagrangian: RateLagrangian, name: str, params: Params, lambdas: TensorLike, logits: torch.Tensor,
     labels: torch.Tensor, target: TensorLike, target_name: str, *, weights: Optional[TensorLike],
     label_priors: Union[None, TensorLike, PriorSource], surrogate_type: str, reduction: str,
-    module: Optional[ModuleCall] = None,
+    module: Optional[ModuleCall] = None, convex: bool = False,
 ) -> tuple[torch.Tensor, Aux]:
     """The entry point of the four rate losses, functions and modules alike (``module``: a
-    module's call, see :class:`Batch`).
+    module's call, see :class:`Batch`; ``convex``: each label's loss divided by ``1 + lam``,
+    ``lam`` without gradient, the model's part of the proxy-Lagrangian; aux unchanged).
 
     The objective and the violation (``dL/dlam`` of the reduced loss; of the sum for
     ``reduction="none"``) are formed from per-label batch sums, the same sums as the bounds;
@@ -219,10 +220,12 @@ def rate_loss(
     t = batch.per_label(target_name, target, unit_interval=True)
     p = batch.priors(label_priors)
     a, b, k = lagrangian.coefficients(t, p, batch.scale)
+    convex_scale = 1.0 / (1.0 + lam.detach()) if convex else 1.0
     if reduction == "none":
         alpha, beta = row_weights(lagrangian, lam, a, b)
+        coefficients = (times(convex_scale, alpha), times(convex_scale, beta), times(convex_scale, lam * k))
         loss, s_positive, s_negative = surrogate_rows(  # without weights, d = 1 - y stays implicit
-            batch.x, batch.on_positives, batch.on_negatives if batch.weighted else None, alpha, beta, lam * k,
+            batch.x, batch.on_positives, batch.on_negatives if batch.weighted else None, *coefficients,
             batch.active if batch.weighted else None, batch.hinge,
         )
     else:
@@ -231,7 +234,7 @@ def rate_loss(
     objective = s_positive if lagrangian.objective_on_positives else s_negative
     violation = cast(torch.Tensor, times(a, s_positive) + times(b, s_negative) + k * batch.active_rows)
     if reduction != "none":  # few graph nodes on the loss's path: the normalisation once, on the total
-        loss = torch.addcmul(objective, lam, violation).sum()
+        loss = cast(torch.Tensor, times(convex_scale, torch.addcmul(objective, lam, violation))).sum()
         loss = loss / batch.norm if batch.norm != 1.0 else loss
     if batch.norm != 1.0:
         objective, violation = objective / batch.norm, violation / batch.norm

@@ -496,7 +496,12 @@ class _RateLoss(_ConstrainedLoss):
     target: torch.Tensor
     threshold: torch.Tensor
 
-    def _set_target(self, target: TensorLike) -> None:
+    def _set_target(self, target: TensorLike, convex_lagrangian: bool) -> None:
+        if not isinstance(convex_lagrangian, bool):
+            raise ValueError(f"convex_lagrangian must be True or False, got {convex_lagrangian!r}")
+        if convex_lagrangian and self.dual_mode != "explicit":
+            raise ValueError("convex_lagrangian=True needs dual_mode='explicit'")
+        self.convex_lagrangian = convex_lagrangian
         self.register_buffer("target", self._per_label(self._target_name, target))
         self.register_buffer("threshold", torch.zeros(self.num_labels))
 
@@ -553,12 +558,13 @@ class _RateLoss(_ConstrainedLoss):
         return _losses.rate_loss(
             self._lagrangian, type(self).__name__, None, lambdas, logits, labels, self.target, self._target_name,
             weights=weights, label_priors=priors, surrogate_type=self.surrogate_type, reduction=self.reduction,
-            module=call,
+            module=call, convex=self.convex_lagrangian,
         )
 
     def extra_repr(self) -> str:
         targets = ", ".join(f"{t:g}" for t in self.target.tolist())
-        return f"{self._target_name}=[{targets}], " + super().extra_repr()
+        convex = ", convex_lagrangian=True" if self.convex_lagrangian else ""
+        return f"{self._target_name}=[{targets}], " + super().extra_repr() + convex
 
 
 def _module_doc(head: str, attributes: str, example: str = "") -> str:
@@ -576,7 +582,12 @@ def _rate_module_doc(summary: str, target: str, example: str) -> str:
 
     Args:
       {target}: number or ``[L]`` tensor in [0, 1].
-      num_labels (default 1): ``L``."""
+      num_labels (default 1): ``L``.
+      convex_lagrangian (default False): divide each label's loss by ``1 + lambda``, so that the
+        model descends on the convex combination ``(f + lambda g) / (1 + lambda)`` of objective
+        and constraint (the proxy-Lagrangian's model step, Cotter et al. 2019): a large
+        multiplier no longer scales the model's gradient up. The route measured for a model that
+        fits its training set (``docs/guide/operating_point.md``); ``dual_mode="explicit"`` only."""
     return _module_doc(head, "\n      target: ``[L]``, the target (in ``state_dict``)."
                        "\n      threshold: ``[L]`` logits, the decision threshold that :meth:`calibrate` sets (in"
                        "\n        ``state_dict``; 0 until calibrated): decide ``logits > threshold``.", f"""
@@ -613,10 +624,10 @@ class RecallAtPrecisionLoss(_RateLoss):
         reduction: str = "mean", lambdas_init: float = 1.0, label_priors: Optional[TensorLike] = None,
         dual_lr: Optional[float] = None, dual_signal: str = "strict", dual_mode: str = "explicit",
         dual_rate_factor: float = 0.1, positive_pseudocount: float = 1.0, negative_pseudocount: float = 1.0,
-        auto_dual_step: bool = False, process_group: Any = None,
+        auto_dual_step: bool = False, process_group: Any = None, convex_lagrangian: bool = False,
     ) -> None:
         super().__init__(num_labels, (num_labels,), **_shared(locals()))
-        self._set_target(target_precision)
+        self._set_target(target_precision, convex_lagrangian)
 
 
 class PrecisionAtRecallLoss(_RateLoss):
@@ -630,10 +641,10 @@ class PrecisionAtRecallLoss(_RateLoss):
         reduction: str = "mean", lambdas_init: float = 1.0, label_priors: Optional[TensorLike] = None,
         dual_lr: Optional[float] = None, dual_signal: str = "strict", dual_mode: str = "explicit",
         dual_rate_factor: float = 0.1, positive_pseudocount: float = 1.0, negative_pseudocount: float = 1.0,
-        auto_dual_step: bool = False, process_group: Any = None,
+        auto_dual_step: bool = False, process_group: Any = None, convex_lagrangian: bool = False,
     ) -> None:
         super().__init__(num_labels, (num_labels,), **_shared(locals()))
-        self._set_target(target_recall)
+        self._set_target(target_recall, convex_lagrangian)
 
 
 class FalsePositiveRateAtTruePositiveRateLoss(_RateLoss):
@@ -647,10 +658,10 @@ class FalsePositiveRateAtTruePositiveRateLoss(_RateLoss):
         reduction: str = "mean", lambdas_init: float = 1.0, label_priors: Optional[TensorLike] = None,
         dual_lr: Optional[float] = None, dual_signal: str = "strict", dual_mode: str = "explicit",
         dual_rate_factor: float = 0.1, positive_pseudocount: float = 1.0, negative_pseudocount: float = 1.0,
-        auto_dual_step: bool = False, process_group: Any = None,
+        auto_dual_step: bool = False, process_group: Any = None, convex_lagrangian: bool = False,
     ) -> None:
         super().__init__(num_labels, (num_labels,), **_shared(locals()))
-        self._set_target(target_rate)
+        self._set_target(target_rate, convex_lagrangian)
 
 
 class TruePositiveRateAtFalsePositiveRateLoss(_RateLoss):
@@ -664,10 +675,10 @@ class TruePositiveRateAtFalsePositiveRateLoss(_RateLoss):
         reduction: str = "mean", lambdas_init: float = 1.0, label_priors: Optional[TensorLike] = None,
         dual_lr: Optional[float] = None, dual_signal: str = "strict", dual_mode: str = "explicit",
         dual_rate_factor: float = 0.1, positive_pseudocount: float = 1.0, negative_pseudocount: float = 1.0,
-        auto_dual_step: bool = False, process_group: Any = None,
+        auto_dual_step: bool = False, process_group: Any = None, convex_lagrangian: bool = False,
     ) -> None:
         super().__init__(num_labels, (num_labels,), **_shared(locals()))
-        self._set_target(target_rate)
+        self._set_target(target_rate, convex_lagrangian)
 
 
 FPRAtTPRLoss = FalsePositiveRateAtTruePositiveRateLoss
