@@ -110,8 +110,7 @@ QUICK_DATASETS = ("page_blocks0", "digits-aug-8")
 #: (method, weight decay (AdamW when > 0), dual_lr, lambdas_init, variant). Variants: "convex"
 #: constructs the loss with ``convex_lagrangian=True``, which divides it by 1 + lambda (the
 #: proxy-Lagrangian's convex combination (f + lambda g) / (1 + lambda), which keeps Adam's
-#: gradient scale while lambda grows; the page at 0e4aa54 measured the same division written
-#: in the loop, ``loss / (1 + crit.lambdas.mean())``, identical for one label);
+#: gradient scale while lambda grows; for one label the same as ``loss / (1 + crit.lambdas)``);
 #: "threshold" trains and takes the held-out steps at the calibrated threshold (logits minus
 #: criterion.threshold, re-calibrated on the validation split after every epoch).
 FIT_APPROACHES = {
