@@ -496,7 +496,8 @@ class _RateLoss(_ConstrainedLoss):
     target: torch.Tensor
     threshold: torch.Tensor
 
-    def _set_target(self, target: TensorLike, convex_lagrangian: bool) -> None:
+    def _init_rate(self, target: TensorLike, convex_lagrangian: bool) -> None:
+        """The per-label target, the decision threshold (0 until calibrated) and the option."""
         if not isinstance(convex_lagrangian, bool):
             raise ValueError(f"convex_lagrangian must be True or False, got {convex_lagrangian!r}")
         if convex_lagrangian and self.dual_mode != "explicit":
@@ -627,7 +628,7 @@ class RecallAtPrecisionLoss(_RateLoss):
         auto_dual_step: bool = False, process_group: Any = None, convex_lagrangian: bool = False,
     ) -> None:
         super().__init__(num_labels, (num_labels,), **_shared(locals()))
-        self._set_target(target_precision, convex_lagrangian)
+        self._init_rate(target_precision, convex_lagrangian)
 
 
 class PrecisionAtRecallLoss(_RateLoss):
@@ -644,7 +645,7 @@ class PrecisionAtRecallLoss(_RateLoss):
         auto_dual_step: bool = False, process_group: Any = None, convex_lagrangian: bool = False,
     ) -> None:
         super().__init__(num_labels, (num_labels,), **_shared(locals()))
-        self._set_target(target_recall, convex_lagrangian)
+        self._init_rate(target_recall, convex_lagrangian)
 
 
 class FalsePositiveRateAtTruePositiveRateLoss(_RateLoss):
@@ -661,7 +662,7 @@ class FalsePositiveRateAtTruePositiveRateLoss(_RateLoss):
         auto_dual_step: bool = False, process_group: Any = None, convex_lagrangian: bool = False,
     ) -> None:
         super().__init__(num_labels, (num_labels,), **_shared(locals()))
-        self._set_target(target_rate, convex_lagrangian)
+        self._init_rate(target_rate, convex_lagrangian)
 
 
 class TruePositiveRateAtFalsePositiveRateLoss(_RateLoss):
@@ -678,7 +679,7 @@ class TruePositiveRateAtFalsePositiveRateLoss(_RateLoss):
         auto_dual_step: bool = False, process_group: Any = None, convex_lagrangian: bool = False,
     ) -> None:
         super().__init__(num_labels, (num_labels,), **_shared(locals()))
-        self._set_target(target_rate, convex_lagrangian)
+        self._init_rate(target_rate, convex_lagrangian)
 
 
 FPRAtTPRLoss = FalsePositiveRateAtTruePositiveRateLoss
