@@ -98,3 +98,11 @@ def test_arguments_and_repr():
         goloss.RecallAtPrecisionLoss(0.9, convex_lagrangian=1)
     with pytest.raises(ValueError, match="needs dual_mode='explicit'"):
         goloss.RecallAtPrecisionLoss(0.9, convex_lagrangian=True, dual_mode="reverse_gradient")
+
+
+def test_compiles_with_fullgraph_and_matches_eager():
+    x, y, w = data(seed=2)
+    eager, compiled = (module(goloss.RecallAtPrecisionLoss, 0.8, "mean", True).train() for _ in range(2))
+    loss = torch.compile(compiled, fullgraph=True, backend="eager")(x, y, w)
+    torch.testing.assert_close(loss, eager(x, y, w))
+    torch.testing.assert_close(compiled.violation_sum, eager.violation_sum)  # the recorded dual signal
