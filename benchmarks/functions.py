@@ -154,6 +154,7 @@ def cases(quick):
                 ("blocked_xent_roc_auc", roc_auc, 64, 1, (False,))]
     return ([("SurrogateSums", surrogate_sums, n // labels, labels, (False, True))
              for n in (2**17, 2**20) for labels in (1, 8)]
+            + [("SurrogateSums", surrogate_sums, 4096, 100, (False,))]
             + [("SurrogateRows", surrogate_rows, n // labels, labels, (False, True))
                for n in (2**10, 2**14, 2**17, 2**20) for labels in (1, 8)]
             + [("AnchorSum", anchor_sum, batch, 1, (False, True)) for batch in (2**12, 2**15, 2**18)]

@@ -76,25 +76,26 @@ def in_place_in_backward() -> bool:
 
 
 class Kernel(NamedTuple):
-    """Where a kernel runs: from ``fewest`` elements, for hinge too if ``hinge``, and for at most
-    ``most_labels`` labels (None: any)."""
+    """Where a kernel runs: from ``fewest`` elements, for hinge too if ``hinge``; with one label
+    from ``fewest_one_label`` elements instead (None: ``fewest``)."""
 
     fewest: int
     hinge: bool
-    most_labels: Optional[int] = None
+    fewest_one_label: Optional[int] = None
 
 
 #: Where each kernel runs: where it measured faster than its plain reference by at least 1.3x
 #: (``python -m benchmarks.functions``, one thread, plain time / kernel time; the run quoted in
-#: the README's performance section). The sums, cross-entropy, at 2^20 elements: 1.57-1.61x (one
-#: label), so one label only: 1.21-1.43x with eight labels (three runs), 1.07-1.33x from 2^17 to
-#: 2^18.6, hinge 0.6-0.8x. The rows, cross-entropy, at 2^20: 1.58x (one label) and 1.35x (eight);
-#: 1.07-1.19x at 2^17 and 0.5-0.8x below; hinge 0.5-0.9x. The anchor sum, cross-entropy /
+#: docs/performance.md). The sums, cross-entropy: with several labels 1.46-1.52x from 2^17
+#: elements (B x L = 16384 x 8, 131072 x 8, 4096 x 100; its products with the labels in place);
+#: with one label 1.43-1.45x at 2^20 and 1.18-1.20x at 2^17; hinge 0.6-0.8x. The rows,
+#: cross-entropy, at 2^20: 1.58x (one label) and 1.35x (eight); 1.07-1.19x at 2^17 and 0.5-0.8x
+#: below; hinge 0.5-0.9x. The anchor sum, cross-entropy /
 #: hinge: 2.13x / 1.79x at 2^19.3 and 3.4x / 1.9x at 2^22.3 elements, with 64-100x less memory
 #: kept for backward; 1.21x / 1.07x at 2^16.3. The blocked ROC-AUC form always runs: 1.39x at
 #: B = 1024 and 4.6x at 4096, and the pairwise form keeps B^2 pair values for backward.
 KERNELS = {
-    "sums": Kernel(1 << 20, hinge=False, most_labels=1),
+    "sums": Kernel(1 << 17, hinge=False, fewest_one_label=1 << 20),
     "rows": Kernel(1 << 20, hinge=False),
     "anchor_sum": Kernel(1 << 17, hinge=True),
 }
@@ -104,10 +105,10 @@ def use_kernel(kernel: str, x: torch.Tensor, hinge: bool, per_element: int = 1) 
     """Whether ``kernel`` (a key of :data:`KERNELS`) computes on logits ``x`` (``[B]`` or
     ``[B, L]``; times ``per_element``: the anchors of PR-AUC) with the ``hinge`` or cross-entropy
     surrogate, rather than plain ops: never while compiling (Dynamo cannot trace a custom ``jvp``)."""
-    fewest, hinge_too, most_labels = KERNELS[kernel]
-    labels = x.shape[-1] if x.dim() > 1 else 1
-    return (not compiling() and x.numel() * per_element >= fewest and (hinge_too or not hinge)
-            and (most_labels is None or labels <= most_labels))
+    fewest, hinge_too, fewest_one_label = KERNELS[kernel]
+    if fewest_one_label is not None and (x.dim() == 1 or x.shape[-1] == 1):
+        fewest = fewest_one_label
+    return not compiling() and x.numel() * per_element >= fewest and (hinge_too or not hinge)
 
 
 def apply(function: Any, *args: Any) -> Any:

@@ -91,15 +91,18 @@ def logits_grad(
     if hinge:
         slope_positive, slope_negative = surrogate_slopes(x, True)
         return slope_positive * (c * a) + slope_negative * ((1.0 - c if d is None else d) * b)
-    # the weight a c + b d; with d = 1 - c it is b + (a - b) c
-    weight = torch.mul(c, a - b) if d is None else torch.mul(d, b)
+    if d is None:  # the weight a c + b (1 - c) = b + (a - b) c, in one pass
+        a, b = (v if isinstance(v, torch.Tensor) else x.new_tensor(v) for v in (a, b))
+        weight = torch.addcmul(b, c, a - b)
+    else:  # b d, then + a c
+        weight = torch.mul(d, b)
     in_place = _dispatch.in_place_in_backward() and weight.shape == torch.broadcast_shapes(
         x.shape, weight.shape, *(t.shape for t in (c, a, d, b) if isinstance(t, torch.Tensor))) == x.shape
     if not in_place:
         positive = c * a
-        weight = weight + b if d is None else weight + positive
-        return slope_if_negative(x, False) * weight - positive
-    weight = weight.add_(b) if d is None else _plus_product(weight, c, a)
+        return slope_if_negative(x, False) * (weight if d is None else weight + positive) - positive
+    if d is not None:
+        weight = _plus_product(weight, c, a)
     return _plus_product(slope_if_negative(x, False).mul_(weight), c, a, -1.0)
 
 

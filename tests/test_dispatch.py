@@ -46,13 +46,17 @@ def test_modes_in_eager_under_transforms_and_compiling():
 
 
 def test_kernel_table():
-    fewest = _dispatch.KERNELS["sums"].fewest
-    assert not _dispatch.use_kernel("sums", torch.empty(fewest - 1, 1), False)
-    assert _dispatch.use_kernel("sums", torch.empty(fewest, 1), False)
-    assert _dispatch.use_kernel("sums", torch.empty(fewest), False)  # [B] logits
-    assert not _dispatch.use_kernel("sums", torch.empty(fewest, 8), False)  # one label only (1.21-1.43x at 8)
-    assert _dispatch.use_kernel("rows", torch.empty(fewest // 8, 8), False)  # elements, whatever L
-    assert not _dispatch.use_kernel("sums", torch.empty(fewest, 1), True)  # hinge: slower than plain ops
+    fewest, _, fewest_one_label = _dispatch.KERNELS["sums"]
+    assert fewest_one_label is not None and fewest_one_label > fewest  # one label: 1.18-1.20x at 2^17
+    assert not _dispatch.use_kernel("sums", torch.empty(fewest_one_label - 1, 1), False)
+    assert _dispatch.use_kernel("sums", torch.empty(fewest_one_label, 1), False)
+    assert _dispatch.use_kernel("sums", torch.empty(fewest_one_label), False)  # [B] logits
+    assert not _dispatch.use_kernel("sums", torch.empty(fewest // 8 - 1, 8), False)
+    assert _dispatch.use_kernel("sums", torch.empty(fewest // 8, 8), False)  # several labels from 2^17
+    assert _dispatch.use_kernel("sums", torch.empty(4096, 100), False)
+    assert not _dispatch.use_kernel("sums", torch.empty(4096, 100), True)
+    assert _dispatch.use_kernel("rows", torch.empty((1 << 20) // 8, 8), False)  # elements, whatever L
+    assert not _dispatch.use_kernel("sums", torch.empty(fewest_one_label, 1), True)  # hinge: slower than plain ops
     assert not _dispatch.use_kernel("rows", torch.empty(1 << 20, 1), True)
     assert _dispatch.use_kernel("rows", torch.empty(1 << 17, 8), False)
     assert _dispatch.use_kernel("anchor_sum", torch.empty(1 << 13, 1), True, 20)

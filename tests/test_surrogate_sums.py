@@ -45,3 +45,26 @@ def test_implicit_negative_weights_are_one_minus_the_positive_weights(shape):
                          torch.autograd.grad(sum(e.sum() for e in expected), (x, c))):
         torch.testing.assert_close(got, want)
     assert torch.autograd.gradcheck(lambda *t: SurrogateSums.apply(*t, None, False), (x, c), check_forward_ad=True)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_under_vmap_either_input_may_be_batched(weighted):
+    """The kernel works on its fresh tensors in place only in plain eager mode: under ``vmap``
+    the weights (or the logits alone) may carry the batch dimension. Several labels, the path
+    with the products in place."""
+    generator = torch.Generator().manual_seed(5)
+    x = 3 * torch.randn(4, 9, 3, generator=generator, dtype=torch.float64)
+    c = torch.rand(4, 9, 3, generator=generator, dtype=torch.float64)
+
+    def kernel(x, c):
+        return SurrogateSums.apply(x, c, 1.0 - c if weighted else None, False)
+
+    for in_dims in ((None, 0), (0, None), (0, 0)):
+        got = torch.func.vmap(kernel, in_dims=in_dims)(x[0] if in_dims[0] is None else x,
+                                                       c[0] if in_dims[1] is None else c)
+        for k in range(4):
+            want = plain_surrogate_sums(x[0] if in_dims[0] is None else x[k],
+                                        c[0] if in_dims[1] is None else c[k],
+                                        1.0 - (c[0] if in_dims[1] is None else c[k]), False)
+            for a, b in zip(got, want):
+                torch.testing.assert_close(a[k], b)
