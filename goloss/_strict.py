@@ -60,8 +60,11 @@ def _counts(x, on_positives, weights, positives, weight_sum, biases) -> Threshol
     """:func:`counts_from_batch` without gradient tracking."""
     if biases is None:
         predicted = above_threshold(x)
-        true_positives = batch_dot(on_positives, predicted)
         predicted_sum = predicted.sum(0) if weights is None else batch_dot(weights, predicted)
+        if x.shape[-1] > 1 and _dispatch.plain_eager() and on_positives.shape == x.shape:
+            true_positives = predicted.mul_(on_positives).sum(0)  # several labels: in place, no product tensor
+        else:
+            true_positives = batch_dot(on_positives, predicted)
     else:
         # Each anchor at its own threshold: one [B, L, A] tensor (thresholded in place in eager
         # mode) and per-label matrix products (no product tensor).
