@@ -86,9 +86,9 @@ class Kernel(NamedTuple):
 
 #: Where each kernel runs: where it measured faster than its plain reference by at least 1.3x
 #: (``python -m benchmarks.functions``, one thread, plain time / kernel time; the run quoted in
-#: docs/performance.md). The sums, cross-entropy: with several labels 1.46-1.52x from 2^17
-#: elements (B x L = 16384 x 8, 131072 x 8, 4096 x 100; its products with the labels in place);
-#: with one label 1.43-1.45x at 2^20 and 1.18-1.20x at 2^17; hinge 0.6-0.8x. The rows,
+#: docs/performance.md). The sums, cross-entropy: with several labels 1.42-1.64x from 2^17
+#: elements in 15 of 17 runs, 1.26x and 1.34x in two (B x L = 16384 x 8, 131072 x 8, 4096 x 100);
+#: with one label 1.43-1.58x at 2^20 and 1.17-1.40x at 2^17; hinge 0.6-0.8x. The rows,
 #: cross-entropy, at 2^20: 1.58x (one label) and 1.35x (eight); 1.07-1.19x at 2^17 and 0.5-0.8x
 #: below; hinge 0.5-0.9x. The anchor sum, cross-entropy /
 #: hinge: 2.13x / 1.79x at 2^19.3 and 3.4x / 1.9x at 2^22.3 elements, with 64-100x less memory
