@@ -68,3 +68,22 @@ def test_under_vmap_either_input_may_be_batched(weighted):
                                         1.0 - (c[0] if in_dims[1] is None else c[k]), False)
             for a, b in zip(got, want):
                 torch.testing.assert_close(a[k], b)
+
+
+def test_extreme_logits_with_several_labels_keep_the_bounds():
+    """Logits of +-1e4 on the in-place path (several labels): finite sums equal to the plain ones,
+    and the bounds they give hold: S- / s >= the weighted false positives, sum c - S+ / s <= the
+    weighted true positives (s = log 2)."""
+    generator = torch.Generator().manual_seed(11)
+    x = 1e4 * torch.randint(-1, 2, (64, 5), generator=generator).float()
+    x[::7] = 0.5 * torch.randn(10, 5, generator=generator)
+    c = (torch.rand(64, 5, generator=generator) < 0.4).float()
+    positive_sum, negative_sum = SurrogateSums.apply(x, c, None, False)
+    expected = plain_surrogate_sums(x.double(), c.double(), None, False)
+    assert torch.isfinite(positive_sum).all() and torch.isfinite(negative_sum).all()
+    torch.testing.assert_close(positive_sum.double(), expected[0], rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(negative_sum.double(), expected[1], rtol=1e-5, atol=1e-3)
+    predicted = (x > 0).float()
+    scale = torch.log(torch.tensor(2.0))
+    assert (negative_sum / scale >= ((1 - c) * predicted).sum(0) - 1e-3).all()
+    assert (c.sum(0) - positive_sum / scale <= (c * predicted).sum(0) + 1e-3).all()
