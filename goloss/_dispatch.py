@@ -75,6 +75,14 @@ def in_place_in_backward() -> bool:
     return plain_eager() and not torch.is_grad_enabled()
 
 
+def multiply_in_place(x: torch.Tensor, *weights: torch.Tensor) -> bool:
+    """Whether a fresh ``[B, L]`` tensor computed from ``x`` may be multiplied by ``weights`` in
+    place before its sum over the batch: several labels (one label sums with a dot product and no
+    product tensor at all), plain eager mode (a transform may batch the weights but not the fresh
+    tensor), and every weight of ``x``'s shape."""
+    return x.dim() == 2 and x.shape[1] > 1 and plain_eager() and all(w.shape == x.shape for w in weights)
+
+
 class Kernel(NamedTuple):
     """Where a kernel runs: from ``fewest`` elements, for hinge too if ``hinge``; with one label
     from ``fewest_one_label`` elements instead (None: ``fewest``)."""

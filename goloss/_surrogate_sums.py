@@ -74,11 +74,9 @@ class SurrogateSums(torch.autograd.Function):
             return plain_surrogate_sums(x, on_positives, on_negatives, True)
         signed = loss_if_positive(x, False, negated=True)  # -L+(x), in one pass
         weights = (on_positives,) if on_negatives is None else (on_positives, on_negatives)
-        eager = _dispatch.plain_eager()  # under a transform out of place: it may batch the weights, not fresh tensors
-        if x.dim() == 2 and x.shape[1] > 1 and eager and all(w.shape == x.shape for w in weights):
-            # Several labels: the products with the weights in place on two fresh tensors, -L+(x)
-            # and L-(x) (one label: dot products, no product tensor at all). Unweighted labels:
-            # sum (1 - c) L- = sum L- - sum c L-.
+        if _dispatch.multiply_in_place(x, *weights):
+            # The products with the weights in place on two fresh tensors, -L+(x) and L-(x).
+            # Unweighted labels: sum (1 - c) L- = sum L- - sum c L-.
             negative = x - signed
             if on_negatives is None:
                 negative_sum = batch_sum(negative)
@@ -87,7 +85,8 @@ class SurrogateSums(torch.autograd.Function):
                 negative_sum = batch_sum(negative.mul_(on_negatives))
             return batch_sum(signed.mul_(on_positives)).neg_(), negative_sum
         positive_sum = batch_dot(on_positives, signed).neg_()
-        negative = torch.sub(x, signed, out=signed) if eager else x - signed  # L-(x), in place once S+ is summed
+        # L-(x), in place once S+ is summed (under a transform out of place: it may batch x, not signed)
+        negative = torch.sub(x, signed, out=signed) if _dispatch.plain_eager() else x - signed
         if on_negatives is None:
             return positive_sum, batch_sum(negative) - batch_dot(on_positives, negative)
         return positive_sum, batch_dot(on_negatives, negative)

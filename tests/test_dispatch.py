@@ -45,6 +45,17 @@ def test_modes_in_eager_under_transforms_and_compiling():
     assert compiled(torch.zeros(1)).item() == 1.0  # compiling, and not "under a transform"
 
 
+def test_multiply_in_place_only_with_several_labels_in_plain_eager_mode():
+    x, w = torch.ones(4, 3), torch.ones(4, 3)
+    assert _dispatch.multiply_in_place(x, w, w)
+    assert not _dispatch.multiply_in_place(torch.ones(4, 1), torch.ones(4, 1))  # one label: a dot product
+    assert not _dispatch.multiply_in_place(torch.ones(4), torch.ones(4))
+    assert not _dispatch.multiply_in_place(x, torch.ones(4, 1))  # a weight that broadcasts
+    seen = []
+    torch.func.vmap(lambda w: seen.append(_dispatch.multiply_in_place(x, w)) or w.sum())(torch.ones(2, 4, 3))
+    assert seen == [False]  # a transform may batch the weights
+
+
 def test_kernel_table():
     fewest, _, fewest_one_label = _dispatch.KERNELS["sums"]
     assert fewest_one_label is not None and fewest_one_label > fewest  # one label: 1.18-1.20x at 2^17
