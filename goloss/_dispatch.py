@@ -98,10 +98,10 @@ class Kernel(NamedTuple):
 #: elements in 15 of 17 runs, 1.26x and 1.34x in two (B x L = 16384 x 8, 131072 x 8, 4096 x 100);
 #: with one label 1.43-1.58x at 2^20 and 1.17-1.40x at 2^17; hinge 0.6-0.8x. The rows,
 #: cross-entropy, at 2^20: 1.58x (one label) and 1.35x (eight); 1.07-1.19x at 2^17 and 0.5-0.8x
-#: below; hinge 0.5-0.9x. The anchor sum, cross-entropy /
-#: hinge: 2.13x / 1.79x at 2^19.3 and 3.4x / 1.9x at 2^22.3 elements, with 64-100x less memory
-#: kept for backward; 1.21x / 1.07x at 2^16.3. The blocked ROC-AUC form always runs: 1.39x at
-#: B = 1024 and 4.6x at 4096, and the pairwise form keeps B^2 pair values for backward.
+#: below; hinge 0.5-0.9x. The anchor sum, cross-entropy / hinge: 2.13x / 1.79x at 2^19.3 and
+#: 3.4x / 1.9x at 2^22.3 elements, with 64-100x less memory kept for backward; 1.21x / 1.07x at
+#: 2^16.3. The blocked ROC-AUC form always runs: 1.39x at B = 1024 and 4.6x at 4096, and the
+#: pairwise form keeps B^2 pair values for backward.
 KERNELS = {
     "sums": Kernel(1 << 17, hinge=False, fewest_one_label=1 << 20),
     "rows": Kernel(1 << 20, hinge=False),

@@ -63,7 +63,7 @@ class SurrogateSums(torch.autograd.Function):
     Measured gain over :func:`plain_surrogate_sums` (``python -m benchmarks.functions``, one
     thread, cross-entropy): with several labels from 2^17 elements 1.42-1.64x in 15 of 17 runs,
     1.26x and 1.34x in two (its products with the weights in place; 1.08-1.21x before); with one
-    label 1.43-1.61x at 2^20 and 1.17-1.40x at 2^17. Where it runs: :data:`goloss._dispatch.KERNELS`.
+    label 1.43-1.58x at 2^20 and 1.17-1.40x at 2^17. Where it runs: :data:`goloss._dispatch.KERNELS`.
     """
 
     generate_vmap_rule = True

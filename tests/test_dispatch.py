@@ -58,7 +58,7 @@ def test_multiply_in_place_only_with_several_labels_in_plain_eager_mode():
 
 def test_kernel_table():
     fewest, _, fewest_one_label = _dispatch.KERNELS["sums"]
-    assert fewest_one_label is not None and fewest_one_label > fewest  # one label: 1.18-1.20x at 2^17
+    assert fewest_one_label is not None and fewest_one_label > fewest  # one label: 1.17-1.40x at 2^17
     assert not _dispatch.use_kernel("sums", torch.empty(fewest_one_label - 1, 1), False)
     assert _dispatch.use_kernel("sums", torch.empty(fewest_one_label, 1), False)
     assert _dispatch.use_kernel("sums", torch.empty(fewest_one_label), False)  # [B] logits
