@@ -63,7 +63,8 @@ def _shifted_sums(on_rows, logits, biases):
 
 class AnchorSum(torch.autograd.Function):
     """``(g [B, L], g / w, sum_b w y L+ [L, A], sum_b w (1 - y) L- [L, A], TP [L, A], FP [L, A])``;
-    differentiable in x, w, b and lambdas (the outputs after ``g`` carry no gradient).
+    differentiable in x, w, b and lambdas (the outputs after ``g`` carry no gradient); no ``jvp``:
+    under forward-mode AD the plain ops run.
 
     Measured gain over :func:`plain_anchor_sum` (``python -m benchmarks.functions``, one thread):
     2.13x / 1.79x (cross-entropy / hinge) at B = 2^15, A = 20 and 3.4x / 1.9x at B = 2^18, with
@@ -106,31 +107,7 @@ class AnchorSum(torch.autograd.Function):
         logits, labels, weights, biases, lambdas, anchors, hinge = inputs
         ctx.hinge = hinge
         ctx.save_for_backward(logits, labels, weights, biases, lambdas, anchors, output[1])
-        ctx.save_for_forward(logits, labels, weights, biases, lambdas, anchors, output[1])
         ctx.mark_non_differentiable(*output[1:])
-
-    @staticmethod
-    def jvp(ctx, logits_t, labels_t, weights_t, biases_t, lambdas_t, anchors_t, hinge_t):
-        logits, labels, weights, biases, lambdas, anchors, unweighted = ctx.saved_tensors
-        alpha, beta = anchor_weights(lambdas, anchors)
-        shifted = logits.unsqueeze(-1) + biases
-        positive, negative = surrogate_values(shifted, ctx.hinge)
-        y = labels.unsqueeze(-1)
-        dz = (y * slope_if_positive(shifted, ctx.hinge) * alpha
-              + (1.0 - y) * slope_if_negative(shifted, ctx.hinge) * beta)
-        tangent = torch.zeros_like(unweighted)
-        if logits_t is not None:
-            tangent = tangent + logits_t * dz.sum(-1)
-        if biases_t is not None:
-            tangent = tangent + torch.einsum("blk,lk->bl", dz, biases_t)
-        if lambdas_t is not None:
-            d_alpha, d_beta = anchor_weights(lambdas_t, anchors)
-            tangent = tangent + labels * torch.einsum("blk,lk->bl", positive, d_alpha - 1.0)
-            tangent = tangent + (1.0 - labels) * torch.einsum("blk,lk->bl", negative, d_beta)
-        tangent = weights * tangent
-        if weights_t is not None:
-            tangent = tangent + weights_t * unweighted
-        return tangent, None, None, None, None, None
 
     @staticmethod
     def backward(ctx, grad_output, *_):

@@ -2,8 +2,10 @@
 
 Every branch of goloss on *how* to compute (never *what*) asks one of these:
 
-- :func:`compiling`: inside ``torch.compile``. Custom autograd Functions with a ``jvp`` cannot
-  be traced, so the plain expressions run and the compiler fuses them.
+- :func:`compiling`: inside ``torch.compile``: the plain expressions run and the compiler fuses
+  them.
+- :func:`forward_mode`: forward-mode AD may be active (``torch.func.jvp``, ``jacfwd``,
+  ``torch.autograd.forward_ad``). The kernels have no ``jvp`` rule, so the plain expressions run.
 - :func:`under_transform`: inside a ``torch.func`` transform (``grad``, ``vmap``, ``jacrev``,
   ...). A value cannot steer Python there, so value checks are skipped, and a transform may
   batch an input but not a fresh temporary, so nothing is written in place.
@@ -19,6 +21,9 @@ Private API, each with a public fallback that ``tests/test_dispatch.py`` runs:
   are skipped.
 - ``Function.apply``'s C entry point skips the per-call ``inspect`` binding of the arguments
   (about 25 us, most of a small batch's cost on the CPU). Fallback: ``Function.apply``.
+- ``torch.autograd.forward_ad._current_level`` (>= 0 inside a forward-mode level, of
+  ``torch.func.jvp`` too) tells whether forward-mode AD may be active. Fallback: assume it may
+  be, so no kernel runs.
 - ``Tensor._version`` counts in-place changes (an optimizer step) without reading a value from
   the device. Fallback: None, and the caller compares values instead.
 """
@@ -29,6 +34,7 @@ from typing import Any, NamedTuple, Optional
 from collections.abc import Callable
 
 import torch
+import torch.autograd.forward_ad as forward_ad
 
 #: Inputs up to this many elements are "small": per-call overhead, not passes over memory,
 #: dominates, so a few plain ops beat a custom Function (and its node).
@@ -62,6 +68,11 @@ def under_transform() -> bool:
     if compiling():
         return False
     return _current_level is None or _current_level() is not None
+
+
+def forward_mode() -> bool:
+    """Forward-mode AD may be active (True when it cannot be told: the safe answer)."""
+    return getattr(forward_ad, "_current_level", 0) >= 0
 
 
 def plain_eager() -> bool:
@@ -112,11 +123,13 @@ KERNELS = {
 def use_kernel(kernel: str, x: torch.Tensor, hinge: bool, per_element: int = 1) -> bool:
     """Whether ``kernel`` (a key of :data:`KERNELS`) computes on logits ``x`` (``[B]`` or
     ``[B, L]``; times ``per_element``: the anchors of PR-AUC) with the ``hinge`` or cross-entropy
-    surrogate, rather than plain ops: never while compiling (Dynamo cannot trace a custom ``jvp``)."""
+    surrogate, rather than plain ops: never while compiling (the compiler fuses the plain ops) nor
+    under forward-mode AD (the kernels have no ``jvp``)."""
     fewest, hinge_too, fewest_one_label = KERNELS[kernel]
     if fewest_one_label is not None and (x.dim() == 1 or x.shape[-1] == 1):
         fewest = fewest_one_label
-    return not compiling() and x.numel() * per_element >= fewest and (hinge_too or not hinge)
+    return (not compiling() and x.numel() * per_element >= fewest and (hinge_too or not hinge)
+            and not forward_mode())
 
 
 def apply(function: Any, *args: Any) -> Any:

@@ -55,7 +55,8 @@ literal formula for labels in {0, 1} only. The fast forms treat the labels
 as constants (no gradient with respect to them).
 
 Transforms: both fast forms work under ``torch.func.grad``, ``vmap``,
-``jacrev``, ``jacfwd`` and ``torch.compile(fullgraph=True)``. The blocked
+``jacrev``, ``jacfwd`` and ``torch.compile(fullgraph=True)`` (the blocked
+form as the pairwise one under forward-mode AD: it has no ``jvp`` rule). The blocked
 form's Python loop over blocks depends on ``B``, so a compiled function is
 specialised to (and recompiled for) each batch size.
 """
@@ -346,47 +347,7 @@ def _blocked_xent_backward(grad_out, x, y, w, block_size, need_x, need_w):
     return grad_x, grad_w
 
 
-def _blocked_xent_jvp(x, y, w, tangent_x, tangent_w, block_size):
-    """Forward-mode derivative of :func:`_blocked_xent_forward` (all ``[L, B]``).
-
-    The tangent of ``F_ji`` is ``E_ji = -w_j w_i Q_ji (t_j - t_i) + K_ji (w_i s_j + w_j s_i)``
-    (``t``, ``s``: tangents of ``x`` and ``w``), symmetric like ``F``, so it is
-    summed over the same slabs: rows ``-w_j (t_j (Q w)_j - (Q (w t))_j) + s_j (K w)_j
-    + w_j (K s)_j`` and columns ``-w_i ((Q^T (w t))_i - t_i (Q^T w)_i) + w_i (K^T s)_i
-    + s_i (K^T w)_i``.
-    """
-    batch_size = x.shape[-1]
-
-    def slab(start, stop, d, minus_m):
-        abs_d = d.abs()
-        w_rows, w_columns = w[:, start:stop], w[:, start:]
-        row = torch.zeros_like(w_rows)
-        column = torch.zeros_like(w[:, stop:])
-        split = stop - start  # the slab's columns past the diagonal block start here
-        if tangent_x is not None:
-            q = abs_d * d * torch.sigmoid(minus_m)
-            t_rows, t_columns = tangent_x[:, start:stop], tangent_x[:, start:]
-            row_part = _matvec(q, torch.stack([w_columns, w_columns * t_columns], -1))
-            row = row - w_rows * (t_rows * row_part[..., 0] - row_part[..., 1])
-            if stop < batch_size:
-                column_part = _vecmat(torch.stack([w_rows, w_rows * t_rows], -1), q[:, :, split:])
-                column = column - w[:, stop:] * (
-                    column_part[..., 1] - tangent_x[:, stop:] * column_part[..., 0]
-                )
-        if tangent_w is not None:
-            k = abs_d * F.softplus(minus_m)
-            s_rows, s_columns = tangent_w[:, start:stop], tangent_w[:, start:]
-            row_part = _matvec(k, torch.stack([w_columns, s_columns], -1))
-            row = row + s_rows * row_part[..., 0] + w_rows * row_part[..., 1]
-            if stop < batch_size:
-                column_part = _vecmat(torch.stack([w_rows, s_rows], -1), k[:, :, split:])
-                column = column + w[:, stop:] * column_part[..., 1] + tangent_w[:, stop:] * column_part[..., 0]
-        return [(row, F.pad(column, (split, 0)) if stop < batch_size else None)]
-
-    return _over_slabs(x, y, block_size, slab)[0]
-
-
-class _BlockedXentRocAucNoJvp(torch.autograd.Function):
+class _BlockedXentRocAuc(torch.autograd.Function):
     """Blocked pairwise xent ROC-AUC on ``[L, B]`` inputs, with a backward that recomputes the slabs.
 
     Measured gain over :func:`pairwise_roc_auc` (``python -m benchmarks.functions``, one thread):
@@ -396,9 +357,8 @@ class _BlockedXentRocAucNoJvp(torch.autograd.Function):
     ``generate_vmap_rule = True``: forward and backward are plain out-of-place
     torch code, so ``torch.func.vmap`` runs them on batched tensors directly.
     The backward is itself made of differentiable torch operations, so higher
-    derivatives work too (they store the backward's slabs). This class has no
-    forward-mode rule, because ``torch.compile`` cannot trace a Function that
-    defines ``jvp``; it is the one used while compiling.
+    derivatives work too (they store the backward's slabs). No forward-mode rule:
+    under forward-mode AD :func:`blocked_xent_roc_auc` takes the pairwise form.
     """
 
     generate_vmap_rule = True
@@ -423,22 +383,6 @@ class _BlockedXentRocAucNoJvp(torch.autograd.Function):
         return grad_x, None, grad_w, None
 
 
-class _BlockedXentRocAuc(_BlockedXentRocAucNoJvp):
-    """:class:`_BlockedXentRocAucNoJvp` with a forward-mode rule (``jvp``, ``jacfwd``), used in eager mode."""
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        _BlockedXentRocAucNoJvp.setup_context(ctx, inputs, output)
-        ctx.save_for_forward(*inputs[:3])
-
-    @staticmethod
-    def jvp(ctx, tangent_x, tangent_y, tangent_w, _):
-        x, y, w = ctx.saved_tensors
-        if tangent_x is None and tangent_w is None:
-            return torch.zeros_like(x)
-        return _blocked_xent_jvp(x, y, w, tangent_x, tangent_w, ctx.block_size)
-
-
 def blocked_xent_roc_auc(
     x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, block_size: Optional[int] = None
 ) -> torch.Tensor:
@@ -456,8 +400,8 @@ def blocked_xent_roc_auc(
       in gradient with respect to ``x`` and ``w``. Time ``O(B^2 L)`` (each
       unordered pair evaluated once in the forward, once in the backward);
       extra memory ``O(block_size * B * L)``. Works under ``torch.func``
-      transforms (``vmap`` through a generated vmap rule, ``jacfwd``
-      through a ``jvp`` rule) and ``torch.compile``.
+      transforms (``vmap`` through a generated vmap rule; under forward-mode AD,
+      ``jacfwd``, the pairwise form computes it) and ``torch.compile``.
     """
     _check_shapes(x, y, w)
     batch_size = x.shape[0]
@@ -466,9 +410,10 @@ def blocked_xent_roc_auc(
     check_positive_int("block_size", block_size)
     if batch_size == 0:
         return x * 0.0
+    if not _dispatch.compiling() and _dispatch.forward_mode():
+        return pairwise_roc_auc(x, y, w, "xent")
     # The Function works on [L, B], so that its batched matrix products need no copies.
-    function = _BlockedXentRocAucNoJvp if _dispatch.compiling() else _BlockedXentRocAuc
-    loss = function.apply(x.transpose(0, 1), y.transpose(0, 1), w.transpose(0, 1), block_size)
+    loss = _BlockedXentRocAuc.apply(x.transpose(0, 1), y.transpose(0, 1), w.transpose(0, 1), block_size)
     return loss.transpose(0, 1)
 
 

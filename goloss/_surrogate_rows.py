@@ -26,7 +26,7 @@ import torch
 
 from . import _dispatch
 from ._large_outputs import empty_output
-from ._math import logits_grad, loss_if_positive, surrogate_slopes, surrogate_values
+from ._math import logits_grad, loss_if_positive, surrogate_values
 from ._surrogate_sums import batch_dot, batch_sum
 
 
@@ -65,7 +65,8 @@ def _data_shape(x, c, d) -> torch.Size:
 
 class SurrogateRows(torch.autograd.Function):
     """``(rows, S+, S-)`` above; differentiable in ``x``, ``c``, ``d`` and the coefficients
-    (backward, jvp, and a vmap rule that keeps ``P`` and ``N`` unbatched).
+    (backward, and a vmap rule that keeps ``P`` and ``N`` unbatched; no ``jvp``: under
+    forward-mode AD the plain ops run).
 
     Measured gain over :func:`plain_surrogate_rows` (``python -m benchmarks.functions``, one
     thread): 1.58x (one label) and 1.35x (eight labels) at 2^20 elements, cross-entropy; where it
@@ -108,7 +109,6 @@ class SurrogateRows(torch.autograd.Function):
         ctx.set_materialize_grads(False)  # unused outputs (often the sums, always P and N) get None
         ctx.mark_non_differentiable(output[3], output[4])  # +-P and N, kept for the coefficients' gradients
         ctx.save_for_backward(x, c, d, alpha, beta, mask, *output[1:])
-        ctx.save_for_forward(x, c, d, alpha, beta, mask)
 
     @staticmethod
     def backward(ctx, grad_rows, grad_positive_sum, grad_negative_sum, _grad_positive, _grad_negative):
@@ -160,33 +160,6 @@ class SurrogateRows(torch.autograd.Function):
             if needs[5]:
                 grad_gamma = _sum_to(grad_rows if mask is None else grad_rows * mask, ctx.gamma_shape)
         return grad_x, grad_c, grad_d, grad_alpha, grad_beta, grad_gamma, None, None
-
-    @staticmethod
-    def jvp(ctx, x_t, c_t, d_t, alpha_t, beta_t, gamma_t, mask_t, _):
-        x, c, d, alpha, beta, mask = ctx.saved_tensors
-        positive_part, negative_part = surrogate_values(x, ctx.hinge)
-        slope_positive, slope_negative = surrogate_slopes(x, ctx.hinge)
-        positive_t = negative_t = None
-        complement_d = 1.0 - c if d is None else d
-        if x_t is not None:
-            positive_t, negative_t = c * slope_positive * x_t, complement_d * slope_negative * x_t
-        if c_t is not None:
-            positive_t = c_t * positive_part if positive_t is None else positive_t + c_t * positive_part
-            if d is None:  # d = 1 - c moves with c
-                negative_t = -c_t * negative_part if negative_t is None else negative_t - c_t * negative_part
-        if d_t is not None:
-            negative_t = d_t * negative_part if negative_t is None else negative_t + d_t * negative_part
-        zero = torch.zeros_like(x)
-        positive_t = zero if positive_t is None else positive_t
-        negative_t = zero if negative_t is None else negative_t
-        rows_t = alpha * positive_t + beta * negative_t
-        if alpha_t is not None:
-            rows_t = rows_t + alpha_t * (c * positive_part)
-        if beta_t is not None:
-            rows_t = rows_t + beta_t * (complement_d * negative_part)
-        if gamma_t is not None:
-            rows_t = rows_t + (gamma_t if mask is None else gamma_t * mask)
-        return rows_t, positive_t.sum(-2), negative_t.sum(-2), None, None
 
     @staticmethod
     def vmap(info, in_dims, x, c, d, alpha, beta, gamma, mask, hinge):

@@ -3,6 +3,7 @@ fallbacks of its private torch API, the kernel table, and the values a module st
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import pytest
@@ -97,6 +98,60 @@ def test_kernel_and_plain_paths_agree_across_the_threshold(monkeypatch, reductio
     torch.testing.assert_close(kernel[2], plain[2])
     for key in kernel[1]:
         torch.testing.assert_close(kernel[1][key], plain[1][key], msg=key)
+
+
+def test_forward_mode_is_told_in_every_form_and_by_its_fallback(monkeypatch):
+    """``torch.func.jvp``/``jacfwd`` (nested under ``vmap`` too) and ``forward_ad.dual_level``;
+    without ``forward_ad._current_level`` the safe answer, so no kernel runs."""
+    seen = []
+
+    def probe(x):
+        seen.append(_dispatch.forward_mode())
+        return x.sin()
+
+    x = torch.ones(3)
+    probe(x)
+    torch.func.grad(lambda t: probe(t).sum())(x)
+    torch.func.vmap(probe)(x)
+    torch.func.jvp(probe, (x,), (x,))
+    torch.func.vmap(torch.func.jacfwd(probe))(x[None])
+    with torch.autograd.forward_ad.dual_level():
+        probe(torch.autograd.forward_ad.make_dual(x, x))
+    assert seen == [False, False, False, True, True, True]
+    assert _dispatch.use_kernel("rows", torch.empty(1 << 20, 1), False)
+    monkeypatch.delattr(torch.autograd.forward_ad, "_current_level")
+    assert _dispatch.forward_mode() and not _dispatch.use_kernel("rows", torch.empty(1 << 20, 1), False)
+
+
+LOSSES_UNDER_JVP = {
+    "rate, none": lambda x, y, s: goloss.recall_at_precision_loss(None, 0.7, x, y, target_precision=0.6,
+                                                                  reduction="none", surrogate_type=s)[0],
+    "rate, mean": lambda x, y, s: goloss.precision_at_recall_loss(None, 0.7, x, y, target_recall=0.6,
+                                                                  surrogate_type=s)[0],
+    "pr_auc": lambda x, y, s: goloss.precision_recall_auc_loss(
+        {"biases": torch.zeros(3, 4, dtype=x.dtype)}, torch.ones(3, 4, dtype=x.dtype), x, y, num_anchors=4,
+        surrogate_type=s)[0],
+    "roc_auc": lambda x, y, s: goloss.roc_auc_loss(None, None, x, y, surrogate_type=s)[0],
+}
+
+
+@pytest.mark.parametrize("surrogate_type", ["xent", "hinge"])
+@pytest.mark.parametrize("name", list(LOSSES_UNDER_JVP))
+def test_under_forward_mode_the_plain_path_runs_where_a_kernel_would(monkeypatch, name, surrogate_type):
+    """The kernels have no ``jvp``: with every kernel switched on for any size, ``jacfwd`` and
+    ``torch.autograd.forward_ad`` still give the Jacobian that reverse mode gives."""
+    for kernel in ("sums", "rows", "anchor_sum"):
+        monkeypatch.setitem(_dispatch.KERNELS, kernel, _dispatch.Kernel(1, True))
+    generator = torch.Generator().manual_seed(len(name))
+    x = torch.randn(6, 3, generator=generator, dtype=torch.float64)
+    y = (torch.rand(6, 3, generator=generator) < 0.5).double()
+    loss = functools.partial(LOSSES_UNDER_JVP[name], y=y, s=surrogate_type)
+    expected = torch.autograd.functional.jacobian(loss, x)
+    torch.testing.assert_close(torch.func.jacfwd(loss)(x), expected)
+    tangent = torch.randn(6, 3, generator=generator, dtype=torch.float64)
+    with torch.autograd.forward_ad.dual_level():
+        derivative = torch.autograd.forward_ad.unpack_dual(loss(torch.autograd.forward_ad.make_dual(x, tangent))).tangent
+    torch.testing.assert_close(derivative, (expected.reshape(-1, 18) @ tangent.reshape(18)).reshape(derivative.shape))
 
 
 def test_without_the_transform_probe_nothing_is_written_in_place_and_results_agree(monkeypatch):

@@ -1,4 +1,5 @@
-"""The per-label surrogate sums Function against the plain expression: values, gradients, jvp."""
+"""The per-label surrogate sums Function against the plain expression: values, gradients
+(no jvp: under forward-mode AD the dispatch takes the plain path, tests/test_dispatch.py)."""
 
 import pytest
 import torch
@@ -27,13 +28,13 @@ def test_surrogate_sums_match_the_plain_expression(hinge, shape):
         torch.testing.assert_close(got, want)
     if hinge:
         x = x.detach().clamp(-0.9, 0.9).requires_grad_()  # away from the kinks at +-1
-    assert torch.autograd.gradcheck(lambda *t: SurrogateSums.apply(*t, hinge), (x, c, d), check_forward_ad=True)
+    assert torch.autograd.gradcheck(lambda *t: SurrogateSums.apply(*t, hinge), (x, c, d))
 
 
 @pytest.mark.parametrize("shape", [(7, 1), (9, 3)])
 def test_implicit_negative_weights_are_one_minus_the_positive_weights(shape):
     """``on_negatives=None`` (unweighted labels): the kernel equals the plain sums with ``1 - c``,
-    in value, gradient (``c`` moves ``d``) and forward-mode derivative."""
+    in value and gradient (``c`` moves ``d``)."""
     generator = torch.Generator().manual_seed(sum(shape))
     x = (3 * torch.randn(shape, generator=generator, dtype=torch.float64)).requires_grad_()
     c = torch.rand(shape, generator=generator, dtype=torch.float64).requires_grad_()  # soft labels
@@ -44,7 +45,7 @@ def test_implicit_negative_weights_are_one_minus_the_positive_weights(shape):
     for got, want in zip(torch.autograd.grad(sum(o.sum() for o in ours), (x, c)),
                          torch.autograd.grad(sum(e.sum() for e in expected), (x, c))):
         torch.testing.assert_close(got, want)
-    assert torch.autograd.gradcheck(lambda *t: SurrogateSums.apply(*t, None, False), (x, c), check_forward_ad=True)
+    assert torch.autograd.gradcheck(lambda *t: SurrogateSums.apply(*t, None, False), (x, c))
 
 
 @pytest.mark.parametrize("weighted", [False, True])
