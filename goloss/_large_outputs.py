@@ -8,6 +8,11 @@ is ``always`` or ``madvise``), advising the output's 2 MiB-aligned span as ``MAD
 before it is written makes those faults 2 MiB each. This is what PyTorch does for every
 allocation when the process starts with ``THP_MEM_ALLOC_ENABLE=1``; here it applies to the one
 output that needs it, a ``vmap`` over targets of ``reduction="none"`` (``[K, B, L]``).
+
+Measured gain (2026-12-07, 2 threads, ``benchmarks.module_rows.vmap_targets_vs_one`` at B = 2^20,
+K = 16, with :data:`LARGE_BYTES` as is and raised out of reach in the same process, three runs):
+the sweep's forward+backward 1.65x faster; row D of ``python -m benchmarks.run`` 2.52-2.57x
+the time of one target with it, 4.15-4.22x without (its bound is 4).
 """
 
 from __future__ import annotations
