@@ -233,9 +233,11 @@ def rate_loss(
         s_positive, s_negative = surrogate_sums(batch.x, batch.on_positives, on_negatives, batch.hinge)
     objective = s_positive if lagrangian.objective_on_positives else s_negative
     violation = cast(torch.Tensor, times(a, s_positive) + times(b, s_negative) + k * batch.active_rows)
-    if reduction != "none":  # few graph nodes on the loss's path: the normalisation once, on the total
-        loss = cast(torch.Tensor, times(convex_scale, torch.addcmul(objective, lam, violation))).sum()
-        loss = loss / batch.norm if batch.norm != 1.0 else loss
+    if reduction != "none":  # few graph nodes on the loss's path: [L] terms, normalised, summed
+        # (normalised before the sum: under torch.func.jvp a 0-dim tensor divided by a Python
+        # float has a float64 tangent, torch 2.13)
+        loss = cast(torch.Tensor, times(convex_scale, torch.addcmul(objective, lam, violation)))
+        loss = (loss / batch.norm if batch.norm != 1.0 else loss).sum()
     if batch.norm != 1.0:
         objective, violation = objective / batch.norm, violation / batch.norm
     aux = _aux(batch, lam, p, (s_positive, s_negative), objective, violation, t, lagrangian.constraint)

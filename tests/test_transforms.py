@@ -309,6 +309,25 @@ def test_jacfwd_matches_autograd_jacobian(name, surrogate):
     assert_nonzero(got, "jacobian")
 
 
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("name", ALL_LOSSES)
+def test_forward_mode_derivatives_keep_the_dtype_of_float32_inputs(name, reduction):
+    """``torch.func.jvp`` of a float32 loss gives a float32 tangent, equal to reverse mode's
+    directional derivative (the modules' default, ``"mean"``, included)."""
+    generator = torch.Generator().manual_seed(3)
+    x, tangent = torch.randn(2, 16, 3, generator=generator)
+    y = (torch.rand(16, 3, generator=generator) < 0.5).float()
+    extra = {"num_anchors": 4} if name == PR_AUC else {TARGET_NAMES[name]: 0.7} if name in TARGET_NAMES else {}
+    lambdas = torch.ones(3, 4) if name == PR_AUC else None if name == ROC_AUC else torch.ones(3)
+    loss = lambda z: getattr(goloss, name)(None, lambdas, z, y, reduction=reduction, **extra)[0]  # noqa: E731
+    value, derivative = torch.func.jvp(loss, (x,), (tangent,))
+    assert value.dtype == derivative.dtype == torch.float32
+    logits = x.clone().requires_grad_()
+    weight = torch.linspace(0.5, 1.5, value.numel()).reshape(value.shape)
+    grad, = torch.autograd.grad((loss(logits) * weight).sum(), logits)
+    torch.testing.assert_close((derivative * weight).sum(), (grad * tangent).sum())
+
+
 # ---------------------------------------------------------------------------
 # 2. vmap over the label axis == the multi-label call
 
