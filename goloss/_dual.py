@@ -11,7 +11,7 @@ import optree
 import torch
 
 from . import _math
-from ._validation import check_values
+from ._validation import broadcast_to, check_values
 
 
 def dual_ascent_step(lambdas: Any, grads: Any, lr: float) -> Any:
@@ -34,14 +34,7 @@ def dual_ascent_step(lambdas: Any, grads: Any, lr: float) -> Any:
         raise ValueError("grads must have the pytree structure of lambdas")
 
     def step(lam: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        try:
-            fits = torch.broadcast_shapes(g.shape, lam.shape) == lam.shape
-        except RuntimeError:
-            fits = False
-        if not fits:
-            raise ValueError(
-                f"grads must have (or broadcast to) the shapes of lambdas, got {tuple(g.shape)} for {tuple(lam.shape)}"
-            )
+        broadcast_to("grads", g, tuple(lam.shape), f"{tuple(lam.shape)} (that of lambdas) or broadcast to it")
         new = _math.surrogate_dual_step(lam, g, lr)
         try:  # one read: a non-finite multiplier or gradient makes the result non-finite
             check_values("lambdas + lr * grads", new, "finite")

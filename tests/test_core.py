@@ -142,6 +142,19 @@ def test_dual_ascent_step_ascends_and_projects_on_pytrees():
     torch.testing.assert_close(new["b"], torch.tensor([[1.9]]))
 
 
+def test_dual_ascent_step_refuses_grads_that_do_not_broadcast_and_changes_nothing():
+    lambdas = {"a": torch.tensor([0.5, 0.1]), "b": torch.tensor([[2.0]])}
+    before = {key: value.clone() for key, value in lambdas.items()}
+    with pytest.raises(ValueError, match=r"grads must have shape \(2,\) \(that of lambdas\).*got \(3,\)"):
+        goloss.dual_ascent_step(lambdas, {"a": torch.ones(3), "b": torch.ones(1, 1)}, 0.1)
+    with pytest.raises(ValueError, match=r"grads must have shape \(1, 1\)"):
+        goloss.dual_ascent_step(lambdas, {"a": torch.ones(2), "b": torch.ones(2, 1)}, 0.1)
+    assert all(torch.equal(lambdas[key], before[key]) for key in lambdas)
+    new = goloss.dual_ascent_step(lambdas, {"a": torch.tensor(1.0), "b": torch.tensor(-1.0)}, 0.5)  # [] broadcasts
+    torch.testing.assert_close(new["a"], torch.tensor([1.0, 0.6]))
+    torch.testing.assert_close(new["b"], torch.tensor([[1.5]]))
+
+
 def test_reverse_gradient_value_and_gradient():
     variable = torch.tensor([-2.0, 0.0, 3.0], requires_grad=True)
     value = goloss.reverse_gradient(variable, 0.5)
