@@ -410,7 +410,7 @@ def blocked_xent_roc_auc(
     check_positive_int("block_size", block_size)
     if batch_size == 0:
         return x * 0.0
-    if not _dispatch.compiling() and _dispatch.forward_mode():
+    if _dispatch.forward_mode():
         return pairwise_roc_auc(x, y, w, "xent")
     # The Function works on [L, B], so that its batched matrix products need no copies.
     loss = _BlockedXentRocAuc.apply(x.transpose(0, 1), y.transpose(0, 1), w.transpose(0, 1), block_size)

@@ -118,8 +118,8 @@ def broadcast_to(name: str, value: torch.Tensor, shape: tuple[int, ...], expecte
     if value.shape == shape:
         return value
     # expand succeeds exactly where value broadcasts to shape. torch.broadcast_shapes costs 15-27 us
-    # a call here: a function call at B = 128, L = 1 with a number as target took 529-550 us with
-    # it, 453-468 us with expand (one thread, medians of 9 x 500 calls, three alternations).
+    # a call here: a function call at B = 128, L = 1 with a number as target took 525-550 us with
+    # it, 453-486 us with expand (one thread, medians of 9 x 500 calls, five alternations).
     try:
         return value.expand(shape)
     except RuntimeError:
