@@ -49,7 +49,6 @@ from ._calibration import calibrate_threshold
 from ._priors import init_label_prior_counts
 from ._strict import (
     ThresholdCounts,
-    counts_from_batch,
     counts_rate_and_violation,
     normalised_violation,
     rates_at_threshold,
@@ -244,11 +243,12 @@ class _ConstrainedLoss(nn.Module):
         """The mean dual signal recorded since the last :meth:`dual_step` (0 if none), ``lambdas``' shape."""
         return self.violation_sum / self.violation_count.clamp_min(1.0)
 
-    def _strict_violation(self, counts: ThresholdCounts, violation: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """The strict violation from threshold counts (given as ``violation``, or formed from the
-        counts summed over the ranks under ``torch.distributed``), ``lambdas``' shape."""
-        if violation is None or distributed.is_active(self.process_group):
-            counts = ThresholdCounts(*self._all_reduce(torch.stack(list(counts))))
+    def _strict_violation(self, aux: dict) -> torch.Tensor:
+        """The strict violation of a call's ``aux``, ``lambdas``' shape: its own, or under
+        ``torch.distributed`` the one of its counts summed over the ranks."""
+        violation = aux["strict_violation"]
+        if distributed.is_active(self.process_group):
+            counts = ThresholdCounts(*self._all_reduce(torch.stack([aux[name] for name in ThresholdCounts._fields])))
             violation = counts_rate_and_violation(counts, self._strict_target(counts[0].dtype), self._constraint)[1]
         return violation.reshape(self.lambdas.shape)
 
@@ -262,8 +262,7 @@ class _ConstrainedLoss(nn.Module):
         if self.dual_signal == "surrogate":
             signal = aux["violation"].detach()
         else:
-            counts = ThresholdCounts(*(aux[name] for name in ThresholdCounts._fields))
-            signal = self._normalised(self._strict_violation(counts, aux["strict_violation"]))
+            signal = self._normalised(self._strict_violation(aux))
         self.violation_sum.add_(signal.reshape(self.violation_sum.shape))
         self.violation_count.add_(1.0)
         if self.auto_dual_step:
@@ -384,11 +383,9 @@ class _ConstrainedLoss(nn.Module):
         self, logits: torch.Tensor, labels: torch.Tensor, weights: Optional[TensorLike] = None
     ) -> torch.Tensor:
         """The strict violation of a batch (e.g. held out), ``lambdas``' shape; changes no state."""
-        batch = _losses.Batch(logits, labels, weights, self.surrogate_type, self.reduction,
-                              _losses.ModuleCall(self.num_labels))
-        counts = counts_from_batch(batch.x, batch.on_positives, batch._w, batch.label_counts(), batch.weight_sum,
-                                   self._threshold_biases(batch.x.dtype))
-        return self._strict_violation(counts)
+        call = _losses.ModuleCall(self.num_labels)
+        return self._strict_violation(self._call(logits, labels, weights, self.lambdas, self.current_label_priors(),
+                                                 call)[1])
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         """Refuse, with a ``ValueError`` naming the entry, a state of another shape (e.g. another
@@ -484,9 +481,6 @@ class _ConstrainedLoss(nn.Module):
 
     def _strict_target(self, dtype: torch.dtype) -> torch.Tensor:
         raise NotImplementedError
-
-    def _threshold_biases(self, dtype: torch.dtype) -> Optional[torch.Tensor]:
-        return None
 
 
 class _RateLoss(_ConstrainedLoss):
@@ -746,9 +740,6 @@ class PrecisionRecallAUCLoss(_ConstrainedLoss):
 
     def _strict_target(self, dtype: torch.dtype) -> torch.Tensor:
         return self.anchors.to(dtype)
-
-    def _threshold_biases(self, dtype: torch.dtype) -> Optional[torch.Tensor]:
-        return self.biases.detach().to(dtype)
 
     def _call(self, logits, labels, weights, lambdas, priors, call):
         return _losses.pr_auc_loss(

@@ -168,6 +168,9 @@ def test_held_out_dual_step_uses_the_held_out_batch_and_touches_nothing_else(mak
     criterion, reference = make().double(), make().double()
     criterion(train_x.clone().requires_grad_(), train_y).backward()  # records a training signal
     reference(train_x.clone().requires_grad_(), train_y).backward()
+    if isinstance(criterion, goloss.PrecisionRecallAUCLoss):  # the counts are at logit + bias
+        with torch.no_grad():
+            criterion.biases.copy_(torch.randn(criterion.biases.shape, generator=torch.Generator().manual_seed(3)))
     before = {key: value.clone() for key, value in criterion.state_dict().items()}
     expected = criterion.held_out_violation(held_x, held_y, held_w)
     criterion.dual_step(logits=held_x, labels=held_y, weights=held_w, lr=0.5)
@@ -180,6 +183,10 @@ def test_held_out_dual_step_uses_the_held_out_batch_and_touches_nothing_else(mak
     assert criterion.violation_count == 0  # it counted as the step: the training signal is consumed
     if isinstance(criterion, goloss.RecallAtPrecisionLoss):
         _, aux = goloss.recall_at_precision_loss(None, 1.0, held_x, held_y, target_precision=0.9, weights=held_w)
+        torch.testing.assert_close(expected, aux["strict_violation"])
+    if isinstance(criterion, goloss.PrecisionRecallAUCLoss):
+        _, aux = goloss.precision_recall_auc_loss({"biases": criterion.biases.detach()}, 1.0, held_x, held_y,
+                                                  num_anchors=3, weights=held_w)
         torch.testing.assert_close(expected, aux["strict_violation"])
     with pytest.raises(ValueError, match="labels"):
         criterion.dual_step(logits=held_x)
