@@ -57,6 +57,7 @@ from ._validation import (
     REDUCTIONS,
     TensorLike,
     as_batch_by_label,
+    broadcast_to,
     check_choice,
     check_num_labels,
     check_number,
@@ -200,9 +201,7 @@ class _ConstrainedLoss(nn.Module):
         """A number or ``[L]`` value in [0, 1] as an ``[L]`` tensor (a target or fixed priors)."""
         check_unit_interval(name, value)
         value = torch.as_tensor(value, dtype=torch.get_default_dtype())
-        if value.dim() > 1 or value.numel() not in (1, self.num_labels):
-            raise ValueError(f"{name} must be a number or have shape [{self.num_labels}], got {tuple(value.shape)}")
-        return value.expand(self.num_labels).clone()
+        return broadcast_to(name, value, (self.num_labels,), f"[] or [{self.num_labels}]").clone()
 
     # -- state ---------------------------------------------------------------------------------
     def _all_reduce(self, tensor: torch.Tensor, mean: bool = False) -> torch.Tensor:

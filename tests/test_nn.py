@@ -251,6 +251,8 @@ def test_module_is_a_drop_in_for_bce_with_logits():
     lambda: gnn.RecallAtPrecisionLoss(1.5),
     lambda: gnn.RecallAtPrecisionLoss(0.5, 2, reduction="avg"),
     lambda: gnn.RecallAtPrecisionLoss(torch.tensor([0.5, 0.6, 0.7]), 2),
+    lambda: gnn.RecallAtPrecisionLoss(torch.full((1, 2), 0.5), 2),
+    lambda: gnn.PrecisionAtRecallLoss(0.5, 2, label_priors=torch.tensor([0.1, 0.2, 0.3])),
     lambda: gnn.PrecisionAtRecallLoss(0.5, 0),
     lambda: gnn.TPRAtFPRLoss(0.1, dual_mode="adam"),
     lambda: gnn.PrecisionRecallAUCLoss(precision_range=(0.9, 0.1)),
